@@ -1,0 +1,60 @@
+"""Command-line entry point. Thin: each verb lives in `k8s_provision/commands/<verb>.py`, parses
+its options, calls one domain function and prints. Errors become messages and exit codes here,
+in one place."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from k8s_provision import __version__
+from k8s_provision.commands import lab, render
+from k8s_provision.errors import ProvisionError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="k8s-provision")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Stand up a Kubernetes cluster (etcd, flannel, master, nodes) from an Ansible inventory
+    and prove it healthy.
+
+    \b
+    Typical use:
+      k8s-provision render inventory.ini       # see every config file each host gets
+      k8s-provision up inventory.ini           # validate, apply over SSH, verify
+      k8s-provision up --lab                   # the same on a local systemd-nspawn lab
+
+    Exit codes: 0 success, 1 the operation failed (a host or check), 2 usage or inventory error.
+    """
+    ctx.obj = {"debug": debug}
+
+
+cli.add_command(render.command)
+cli.add_command(lab.group)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except ProvisionError as err:
+        if debug:
+            raise
+        click.echo(f"error: {err.message}", err=True)
+        for line in err.details:
+            click.echo(f"  {line}", err=True)
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(2 if err.exit_code == 2 else err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
