@@ -1,0 +1,127 @@
+"""The cluster model: typed, immutable, built once by `inventory.load` (or, inside Ansible, by
+`inventory.build_cluster`) and read by render, runner, verify and diagnose."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROLE_MASTER = "master"
+ROLE_NODE = "node"
+ROLE_ETCD = "etcd"
+
+OS_FAMILIES = ("redhat", "debian")
+FLANNEL_BACKENDS = ("udp", "vxlan", "host-gw")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Cluster-wide variables; names, defaults and documentation live in variables.yml."""
+
+    k8s_os_family: str
+    etcd_client_port: int
+    etcd_peer_port: int
+    etcd_cluster_token: str
+    etcd_data_dir: str
+    etcd_allow_even_members: bool
+    flannel_network: str
+    flannel_backend: str
+    flannel_etcd_prefix: str
+    flannel_extra_options: str
+    kube_api_address: str
+    kube_api_port: int
+    kubelet_port: int
+    kube_service_addresses: str
+    kube_admission_control: str
+    kube_log_level: int
+    kube_allow_priv: bool
+    kube_pod_infra_image: str
+    kube_cluster_dns: str
+    kube_cluster_domain: str
+    kube_apiserver_extra_args: str
+    kube_controller_manager_extra_args: str
+    kube_scheduler_extra_args: str
+    kubelet_extra_args: str
+    kube_proxy_extra_args: str
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str  # where SSH connects (ansible_host)
+    ip: str  # the cluster address services bind to
+    roles: frozenset[str]
+    kube_node_name: str
+    flannel_iface: str
+    connection: ConnectionSettings
+
+    @property
+    def is_master(self) -> bool:
+        return ROLE_MASTER in self.roles
+
+    @property
+    def is_node(self) -> bool:
+        return ROLE_NODE in self.roles
+
+    @property
+    def is_etcd(self) -> bool:
+        return ROLE_ETCD in self.roles
+
+    @property
+    def runs_flannel(self) -> bool:
+        return self.is_master or self.is_node
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """How SSH reaches the host, from the inventory's connection variables."""
+
+    user: str | None = None
+    port: int | None = None
+    private_key_file: str | None = None
+    ssh_common_args: str | None = None
+    ssh_extra_args: str | None = None
+    become: bool = False
+    become_user: str | None = None
+
+
+@dataclass(frozen=True)
+class Cluster:
+    source: str
+    hosts: tuple[Host, ...]
+    masters: tuple[str, ...]
+    nodes: tuple[str, ...]
+    etcd: tuple[str, ...]
+    settings: Settings
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    @property
+    def master(self) -> Host:
+        return self.host(self.masters[0])
+
+
+@dataclass(frozen=True)
+class VariableSpec:
+    cluster: dict[str, Any]
+    host: dict[str, Any]
+
+
+@functools.cache
+def variable_spec() -> VariableSpec:
+    raw = yaml.safe_load((Path(__file__).parent / "variables.yml").read_text(encoding="utf-8"))
+    return VariableSpec(cluster=dict(raw["cluster"]), host=dict(raw["host"]))
+
+
+def settings_field_types() -> dict[str, type]:
+    """The Python type of each cluster-wide variable, taken from its default in variables.yml."""
+    spec = variable_spec().cluster
+    return {f.name: type(spec[f.name]) for f in fields(Settings)}

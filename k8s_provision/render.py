@@ -1,0 +1,203 @@
+"""Render every configuration file a host receives, from `templates/`.
+
+The Ansible roles render the same templates with the same `k8s` context (the lookup plugin in
+playbooks/ calls `host_context`), so the files written here are byte-identical to those on the
+hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from k8s_provision.errors import UsageError
+from k8s_provision.model import Cluster, Host, Settings
+from k8s_provision.paths import templates_dir
+
+# Where each family keeps the files whose location differs; everything else is shared.
+FAMILY_PATHS: dict[str, dict[str, str]] = {
+    "redhat": {
+        "etcd_config_path": "/etc/etcd/etcd.conf",
+        "flanneld_config_path": "/etc/sysconfig/flanneld",
+        "etcd_default_data_dir": "/var/lib/etcd/default.etcd",
+    },
+    "debian": {
+        "etcd_config_path": "/etc/default/etcd",
+        "flanneld_config_path": "/etc/default/flanneld",
+        "etcd_default_data_dir": "/var/lib/etcd/default",
+    },
+}
+
+# The flannel network JSON is written on the first etcd member, the host that stores it in etcd
+# under <flannel_etcd_prefix>/config.
+FLANNEL_NETWORK_PATH = "/etc/k8s-provision/flannel-network.json"
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    template: str
+    dest: str
+    component: str
+
+
+def planned_files(cluster: Cluster, host: Host) -> list[PlannedFile]:
+    """The files `host` receives, in start order of their components."""
+    paths = FAMILY_PATHS[cluster.settings.k8s_os_family]
+    files: list[PlannedFile] = []
+    if host.is_etcd:
+        files.append(PlannedFile("etcd.conf.j2", paths["etcd_config_path"], "etcd"))
+    if host.name == cluster.etcd[0]:
+        files.append(
+            PlannedFile("flannel-network.json.j2", FLANNEL_NETWORK_PATH, "flannel-network")
+        )
+    if host.runs_flannel:
+        files.append(PlannedFile("flanneld.j2", paths["flanneld_config_path"], "flanneld"))
+        files.append(PlannedFile("config.j2", "/etc/kubernetes/config", "kubernetes"))
+    if host.is_master:
+        files += [
+            PlannedFile("apiserver.j2", "/etc/kubernetes/apiserver", "kube-apiserver"),
+            PlannedFile(
+                "controller-manager.j2",
+                "/etc/kubernetes/controller-manager",
+                "kube-controller-manager",
+            ),
+            PlannedFile("scheduler.j2", "/etc/kubernetes/scheduler", "kube-scheduler"),
+        ]
+    if host.is_node:
+        files += [
+            PlannedFile("kubelet.j2", "/etc/kubernetes/kubelet", "kubelet"),
+            PlannedFile("proxy.j2", "/etc/kubernetes/proxy", "kube-proxy"),
+        ]
+    return files
+
+
+def flannel_network_config(settings: Settings) -> dict[str, Any]:
+    return {"Network": settings.flannel_network, "Backend": {"Type": settings.flannel_backend}}
+
+
+def _cluster_context(cluster: Cluster) -> dict[str, Any]:
+    s = cluster.settings
+    paths = FAMILY_PATHS[s.k8s_os_family]
+    context: dict[str, Any] = {}
+    for f in fields(Settings):
+        value = getattr(s, f.name)
+        # Environment files want lower-case booleans; Jinja would print True/False.
+        context[f.name] = ("true" if value else "false") if isinstance(value, bool) else value
+    members = [cluster.host(name) for name in cluster.etcd]
+    master = cluster.master
+    kubelet_args = []
+    if s.kube_cluster_dns:
+        kubelet_args += [f"--cluster-dns={s.kube_cluster_dns}", f"--cluster-domain={s.kube_cluster_domain}"]
+    if s.kubelet_extra_args:
+        kubelet_args.append(s.kubelet_extra_args)
+    context.update(
+        etcd_config_path=paths["etcd_config_path"],
+        flanneld_config_path=paths["flanneld_config_path"],
+        flannel_network_path=FLANNEL_NETWORK_PATH,
+        etcd_data_dir=s.etcd_data_dir or paths["etcd_default_data_dir"],
+        etcd_members=[{"name": h.name, "ip": h.ip} for h in members],
+        etcd_initial_cluster=",".join(f"{h.name}=http://{h.ip}:{s.etcd_peer_port}" for h in members),
+        etcd_endpoints=",".join(f"http://{h.ip}:{s.etcd_client_port}" for h in members),
+        etcd_first_member=cluster.etcd[0],
+        master={"name": master.name, "ip": master.ip},
+        kube_master_url=f"http://{master.ip}:{s.kube_api_port}",
+        kubelet_args=" ".join(kubelet_args),
+        flannel_network_json=json.dumps(flannel_network_config(s), separators=(",", ":")),
+        masters=list(cluster.masters),
+        nodes=list(cluster.nodes),
+        etcd_hosts=list(cluster.etcd),
+    )
+    return context
+
+
+def host_context(cluster: Cluster, name: str) -> dict[str, Any]:
+    """The `k8s` variable the templates read for host `name`: cluster settings, derived values,
+    the host's own facts and the list of files it receives."""
+    host = cluster.host(name)
+    options = []
+    if host.flannel_iface:
+        options.append(f"-iface={host.flannel_iface}")
+    if cluster.settings.flannel_extra_options:
+        options.append(cluster.settings.flannel_extra_options)
+    context = _cluster_context(cluster)
+    context["host"] = {
+        "name": host.name,
+        "ip": host.ip,
+        "kube_node_name": host.kube_node_name,
+        "flannel_iface": host.flannel_iface,
+        "flannel_options": " ".join(options),
+        "is_master": host.is_master,
+        "is_node": host.is_node,
+        "is_etcd": host.is_etcd,
+        "runs_flannel": host.runs_flannel,
+        "etcd_initial_cluster_state": "new",
+    }
+    context["files"] = [asdict(f) for f in planned_files(cluster, host)]
+    return context
+
+
+def template_environment() -> jinja2.Environment:
+    # Match Ansible's template action: trim_blocks on, lstrip_blocks off, trailing newline kept.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        trim_blocks=True,
+        lstrip_blocks=False,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+
+
+def render_host(
+    cluster: Cluster, name: str, env: jinja2.Environment | None = None
+) -> dict[str, str]:
+    """Map each destination path on host `name` to the file's content."""
+    env = env or template_environment()
+    context = host_context(cluster, name)
+    return {
+        f["dest"]: env.get_template(f["template"]).render(k8s=context) for f in context["files"]
+    }
+
+
+def render_cluster(cluster: Cluster) -> dict[str, dict[str, str]]:
+    env = template_environment()
+    return {host.name: render_host(cluster, host.name, env) for host in cluster.hosts}
+
+
+def write_rendered(rendered: dict[str, dict[str, str]], out_dir: Path) -> list[Path]:
+    """Write OUT/<host>/<absolute path> for every file. Everything is written to a temporary
+    directory beside OUT first and moved into place only when complete, so a failure leaves
+    OUT as it was."""
+    out_dir = out_dir.resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: exists and is not a directory")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as err:
+        raise UsageError(f"{out_dir}: cannot write there: {err.strerror}") from None
+    written: list[Path] = []
+    try:
+        for host, files in rendered.items():
+            for dest, content in files.items():
+                target = staging / host / dest.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content, encoding="utf-8")
+                written.append(out_dir / host / dest.lstrip("/"))
+        out_dir.mkdir(exist_ok=True)
+        for host in rendered:
+            final = out_dir / host
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(staging / host, final)
+    except OSError as err:
+        raise UsageError(f"{out_dir}: cannot write there: {err.strerror}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written

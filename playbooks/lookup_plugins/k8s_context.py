@@ -1,0 +1,47 @@
+"""Lookup `k8s_context`: the `k8s` variable the templates read, built by k8s-provision from the
+play's `groups` and `hostvars` exactly as `k8s-provision render` builds it.
+
+    k8s: "{{ lookup('k8s_context') }}"             # for the current host
+    k8s: "{{ lookup('k8s_context', 'node1') }}"    # for another host
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.errors import AnsibleError
+from ansible.plugins.lookup import LookupBase
+
+DOCUMENTATION = """
+name: k8s_context
+short_description: the k8s-provision template context of a host
+description:
+  - Validates the inventory with k8s-provision's rules and returns the host's template context.
+options:
+  _terms:
+    description: inventory host name; defaults to the current host
+    required: false
+"""
+
+
+class LookupModule(LookupBase):  # type: ignore[misc]
+    def run(self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any) -> list[Any]:
+        try:
+            from k8s_provision.errors import InventoryError
+            from k8s_provision.inventory import build_cluster
+            from k8s_provision.render import host_context
+        except ImportError as err:
+            raise AnsibleError(
+                f"k8s_context: cannot import k8s_provision ({err}); run ansible-playbook from the"
+                " Python environment where k8s-provision is installed"
+            ) from None
+        variables = variables or {}
+        host = str(terms[0]) if terms else str(variables["inventory_hostname"])
+        source = str(variables.get("inventory_file") or "inventory")
+        try:
+            cluster = build_cluster(
+                variables["groups"], variables["hostvars"], source, check_typos=False
+            )
+        except InventoryError as err:
+            raise AnsibleError("\n".join([err.message, *err.details])) from None
+        return [host_context(cluster, host)]
