@@ -4,7 +4,7 @@ in one place."""
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import click
 
@@ -13,11 +13,32 @@ from k8s_provision.commands import lab, render
 from k8s_provision.errors import ProvisionError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Cli(click.Group):
+    """Turns the project's errors into one-line messages and exit codes (tracebacks only with
+    --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ProvisionError as err:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"error: {err.message}", err=True)
+            for line in err.details:
+                click.echo(f"  {line}", err=True)
+            ctx.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(
+    cls=_Cli,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "--version", prog_name="k8s-provision")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(debug: bool) -> None:
     """Stand up a Kubernetes cluster (etcd, flannel, master, nodes) from an Ansible inventory
     and prove it healthy.
 
@@ -29,7 +50,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     Exit codes: 0 success, 1 the operation failed (a host or check), 2 usage or inventory error.
     """
-    ctx.obj = {"debug": debug}
 
 
 cli.add_command(render.command)
@@ -37,24 +57,4 @@ cli.add_command(lab.group)
 
 
 def main() -> None:
-    debug = "--debug" in sys.argv[1:]
-    try:
-        cli.main(standalone_mode=False)
-    except ProvisionError as err:
-        if debug:
-            raise
-        click.echo(f"error: {err.message}", err=True)
-        for line in err.details:
-            click.echo(f"  {line}", err=True)
-        sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(2 if err.exit_code == 2 else err.exit_code)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    cli(prog_name="k8s-provision")

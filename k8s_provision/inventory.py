@@ -372,8 +372,10 @@ def _build_hosts(
         if ip_set and not _is_ip(ip_set):
             problems.add(f"{ip_set!r} is not a valid IP address", host=name, field="ip")
         elif not _is_ip(ip):
-            why = "etcd members listen on IP addresses" if ROLE_ETCD in host_roles else (
-                "cluster services bind to IP addresses"
+            why = (
+                "etcd members listen on IP addresses"
+                if ROLE_ETCD in host_roles
+                else ("cluster services bind to IP addresses")
             )
             problems.add(
                 f"no IP address: ansible_host {address!r} is a name and {why}; set ip=<address>",
@@ -382,7 +384,9 @@ def _build_hosts(
             )
         port = vars_.get("ansible_port")
         if port not in (None, "") and not (str(port).isdigit() and 1 <= int(port) <= 65535):
-            problems.add(f"{port!r} is not a port number (1-65535)", host=name, field="ansible_port")
+            problems.add(
+                f"{port!r} is not a port number (1-65535)", host=name, field="ansible_port"
+            )
         node_name = str(vars_.get("kube_node_name") or name)
         iface = str(vars_.get("flannel_iface") or "")
         for field, value in (("kube_node_name", node_name), ("flannel_iface", iface)):
@@ -409,7 +413,9 @@ def _check_duplicates(hosts: Sequence[Host], problems: _Problems) -> None:
             owners.setdefault(key(host), []).append(host.name)
         for value, names in owners.items():
             if len(names) > 1:
-                problems.add(f"duplicate {what} {value!r}: hosts {', '.join(names)}", names[1], field)
+                problems.add(
+                    f"duplicate {what} {value!r}: hosts {', '.join(names)}", names[1], field
+                )
 
     report(lambda h: h.ip, "ip", "address")
     report(lambda h: f"{h.address}:{h.connection.port or 22}", "ansible_host", "SSH address")
@@ -449,8 +455,7 @@ def build_cluster(
     roles = {ROLE_MASTER: set(masters), ROLE_NODE: set(nodes), ROLE_ETCD: set(etcd)}
     hosts = _build_hosts(all_hosts, roles, hostvars, groups, problems)
     values = _setting_values(all_hosts, hostvars, problems)
-    if len(problems.lines) == 0:
-        _check_settings(values, problems)
+    _check_settings(values, problems)
     _check_duplicates(hosts, problems)
     if "flannel_network" in values and "kube_service_addresses" in values:
         _check_networks(values, hosts, problems)
@@ -497,10 +502,24 @@ def _check_source(path: Path) -> None:
         raise InventoryError(f"{path}: not UTF-8 text (byte {err.start})") from None
 
 
+_ORIGIN_RE = re.compile(r"^Origin: (\S+)|appears to be in '([^']+)'", re.MULTILINE)
+
+
 def _first_line(err: BaseException) -> str:
+    """ansible-core's multi-line error as one line, with the file it points at (2.19 says
+    "Origin: FILE", older releases "appears to be in 'FILE'")."""
     text = getattr(err, "message", None) or str(err)
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
+    first = lines[0] if lines else type(err).__name__
+    origin = _ORIGIN_RE.search(str(err))
+    where = origin.group(1) or origin.group(2) if origin else None
+    cause: BaseException | None = err
+    while where is None and cause is not None:
+        # 2.19 keeps the file position on a chained exception's `obj`.
+        obj = getattr(cause, "obj", None)
+        where = str(obj) if obj else None
+        cause = cause.__cause__ or cause.__context__
+    return f"{first} (in {where})" if where else first
 
 
 @contextlib.contextmanager
@@ -594,7 +613,9 @@ def _read_with_ansible(path: Path) -> tuple[dict[str, list[str]], dict[str, Mapp
         if not manager.get_hosts() and str(path) not in manager._inventory.processed_sources:
             raise InventoryError(f"{path}: no INI or YAML inventory found there")
         variables = VariableManager(loader=loader, inventory=manager)
-        groups = {name: [str(h) for h in hosts] for name, hosts in manager.get_groups_dict().items()}
+        groups = {
+            name: [str(h) for h in hosts] for name, hosts in manager.get_groups_dict().items()
+        }
         hostvars: dict[str, Mapping[str, Any]] = {}
         for host in manager.get_hosts():
             try:

@@ -93,7 +93,10 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
     master = cluster.master
     kubelet_args = []
     if s.kube_cluster_dns:
-        kubelet_args += [f"--cluster-dns={s.kube_cluster_dns}", f"--cluster-domain={s.kube_cluster_domain}"]
+        kubelet_args += [
+            f"--cluster-dns={s.kube_cluster_dns}",
+            f"--cluster-domain={s.kube_cluster_domain}",
+        ]
     if s.kubelet_extra_args:
         kubelet_args.append(s.kubelet_extra_args)
     context.update(
@@ -102,7 +105,9 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
         flannel_network_path=FLANNEL_NETWORK_PATH,
         etcd_data_dir=s.etcd_data_dir or paths["etcd_default_data_dir"],
         etcd_members=[{"name": h.name, "ip": h.ip} for h in members],
-        etcd_initial_cluster=",".join(f"{h.name}=http://{h.ip}:{s.etcd_peer_port}" for h in members),
+        etcd_initial_cluster=",".join(
+            f"{h.name}=http://{h.ip}:{s.etcd_peer_port}" for h in members
+        ),
         etcd_endpoints=",".join(f"http://{h.ip}:{s.etcd_client_port}" for h in members),
         etcd_first_member=cluster.etcd[0],
         master={"name": master.name, "ip": master.ip},
@@ -150,7 +155,7 @@ def template_environment() -> jinja2.Environment:
         lstrip_blocks=False,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
-        autoescape=False,
+        autoescape=False,  # noqa: S701 -- configuration files, not HTML
     )
 
 

@@ -25,7 +25,9 @@ options:
 
 
 class LookupModule(LookupBase):  # type: ignore[misc]
-    def run(self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any) -> list[Any]:
+    def run(
+        self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[Any]:
         try:
             from k8s_provision.errors import InventoryError
             from k8s_provision.inventory import build_cluster

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from k8s_provision import inventory
+from k8s_provision.errors import InventoryError
+from k8s_provision.model import ROLE_ETCD, ROLE_MASTER, ROLE_NODE
+
+DATA = Path(__file__).parent / "data"
+CASES: list[dict[str, Any]] = yaml.safe_load((DATA / "invalid_inventories.yml").read_text())
+
+
+def write_case(case: dict[str, Any], where: Path) -> Path:
+    path = where / case["file"]
+    if "binary" in case:
+        path.write_bytes(base64.b64decode(case["binary"]))
+    else:
+        path.write_text(case["text"])
+    for rel, text in case.get("extra_files", {}).items():
+        (where / rel).parent.mkdir(parents=True, exist_ok=True)
+        (where / rel).write_text(text)
+    return path
+
+
+def error_text(err: InventoryError) -> str:
+    return "\n".join([err.message, *err.details])
+
+
+def test_there_are_at_least_twenty_malformed_cases() -> None:
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_malformed_inventory_is_rejected_with_the_culprit(
+    case: dict[str, Any], tmp_path: Path
+) -> None:
+    path = write_case(case, tmp_path)
+    with pytest.raises(InventoryError) as caught:
+        inventory.load(path)
+    text = error_text(caught.value)
+    assert caught.value.exit_code == 2
+    for expected in case["expect"]:
+        assert expected in text, f"{expected!r} not in:\n{text}"
+    # Every line names the file, so the operator knows which one to edit.
+    for line in [caught.value.message, *caught.value.details]:
+        assert str(path) in line
+
+
+def test_all_problems_are_reported_together(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text(
+        "[masters]\nm ansible_host=10.0.0.1 ip=bad\n[nodes]\nn1 ansible_host=10.0.0.2\n"
+        "[all:vars]\nkube_api_port=0\nflannel_etcd_prefix=relative\n"
+    )
+    with pytest.raises(InventoryError) as caught:
+        inventory.load(path)
+    text = error_text(caught.value)
+    for fragment in ("host m: ip", "kube_api_port", "flannel_etcd_prefix", "2 members"):
+        assert fragment in text
+    assert "4 problems" in caught.value.message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError, match="no such file"):
+        inventory.load(tmp_path / "nope.ini")
+
+
+def test_reference_layout(repo: Path) -> None:
+    cluster = inventory.load(repo / "inventories" / "reference.ini")
+    assert cluster.masters == ("master",)
+    assert cluster.nodes == ("node1", "node2")
+    assert cluster.etcd == ("master", "node1", "node2")
+    assert [h.ip for h in cluster.hosts] == ["192.168.10.1", "192.168.10.2", "192.168.10.3"]
+    assert cluster.host("master").roles == frozenset({ROLE_MASTER, ROLE_ETCD})
+    assert cluster.host("node2").roles == frozenset({ROLE_NODE, ROLE_ETCD})
+    assert cluster.settings.flannel_network == "172.17.0.0/16"
+    assert cluster.settings.etcd_allow_even_members is False
+    assert cluster.host("node1").connection.user == "root"
+
+
+def test_etcd_defaults_to_masters_and_nodes(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text(
+        "[masters]\nm ansible_host=10.0.0.1\n[nodes]\na ansible_host=10.0.0.2\n"
+        "b ansible_host=10.0.0.3\n"
+    )
+    assert inventory.load(path).etcd == ("m", "a", "b")
+
+
+def test_host_and_group_sharing_a_name_keep_their_variables(tmp_path: Path) -> None:
+    # ansible-core files the host's INI vars under the group of the same name.
+    path = tmp_path / "inv.ini"
+    path.write_text(
+        "[master]\nmaster ansible_host=10.1.0.1 ansible_port=2222\n[nodes]\n"
+        "node1 ansible_host=10.1.0.2\nnode2 ansible_host=10.1.0.3\n"
+    )
+    cluster = inventory.load(path)
+    assert cluster.master.ip == "10.1.0.1"
+    assert cluster.master.connection.port == 2222
+
+
+def test_yaml_with_group_vars_and_dedicated_etcd(tmp_path: Path) -> None:
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text(
+        "flannel_network: 10.200.0.0/16\nkube_service_addresses: 10.96.0.0/12\n"
+        "flannel_backend: vxlan\n"
+    )
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "w1.yml").write_text("flannel_iface: eth1\n")
+    path = tmp_path / "hosts.yml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "hosts": {
+                        "cp": {"ansible_host": "192.168.50.10"},
+                        "w1": {"ansible_host": "192.168.50.21"},
+                        "e1": {"ansible_host": "192.168.50.31"},
+                        "e2": {"ansible_host": "192.168.50.32"},
+                        "e3": {"ansible_host": "192.168.50.33", "ip": "192.168.60.33"},
+                    },
+                    "children": {
+                        "masters": {"hosts": {"cp": None}},
+                        "nodes": {"hosts": {"w1": None}},
+                        "etcd": {"hosts": {"e1": None, "e2": None, "e3": None}},
+                    },
+                }
+            }
+        )
+    )
+    cluster = inventory.load(path)
+    assert cluster.etcd == ("e1", "e2", "e3")
+    assert cluster.settings.flannel_network == "10.200.0.0/16"
+    assert cluster.settings.flannel_backend == "vxlan"
+    assert cluster.host("w1").flannel_iface == "eth1"
+    assert cluster.host("e3").ip == "192.168.60.33"
+    assert cluster.host("e3").address == "192.168.50.33"
+    assert not cluster.host("e1").runs_flannel
+
+
+def test_jinja_in_inventory_is_resolved(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text(
+        "[masters]\nm ansible_host=10.0.0.1\n[nodes]\nn1 ansible_host=10.0.0.2\n"
+        "n2 ansible_host=10.0.0.3\n[all:vars]\nip={{ ansible_host }}\n"
+        "etcd_cluster_token=tok-{{ 'abc' }}\n"
+    )
+    cluster = inventory.load(path)
+    assert cluster.host("n2").ip == "10.0.0.3"
+    assert cluster.settings.etcd_cluster_token == "tok-abc"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("flanel_network", "flannel_network"),
+        ("ansible_hots", "ansible_host"),
+        ("ip", None),
+        ("kube_api_prot", "kube_api_port"),
+        ("my_own_variable", None),
+        ("etcd_data_dirs", "etcd_data_dir"),
+    ],
+)
+def test_close_match(name: str, expected: str | None) -> None:
+    assert inventory.close_match(name, inventory.known_variables()) == expected
+
+
+def test_edit_distance_counts_a_swap_as_one() -> None:
+    assert inventory.edit_distance("nodse", "nodes") == 1
+    assert inventory.edit_distance("abc", "abc") == 0
+    assert inventory.edit_distance("", "abc") == 3
