@@ -1,0 +1,288 @@
+"""Run commands on cluster hosts over SSH (fabric/paramiko), all hosts in parallel, with
+explicit timeouts, honouring the inventory's connection settings: user, port, key, become,
+ProxyCommand/ProxyJump and UserKnownHostsFile from ansible_ssh_common_args.
+
+Host keys are checked: unknown or changed keys are refused, never added."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from k8s_provision.model import ConnectionSettings, Host
+
+CONNECT_TIMEOUT = 10.0
+COMMAND_TIMEOUT = 60.0
+BECOME_PASSWORD_ENV = "K8SP_BECOME_PASSWORD"  # noqa: S105 -- the variable name, not a secret
+
+
+@dataclass(frozen=True)
+class Result:
+    """One command on one host. `error` is set when the command could not run at all
+    (unreachable, authentication, host key, timeout); then exit_code is None."""
+
+    host: str
+    command: str
+    exit_code: int | None
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    """What ansible_ssh_common_args/ansible_ssh_extra_args say, in the subset SSH checks need."""
+
+    proxy_command: str | None = None
+    proxy_jump: str | None = None
+    known_hosts_files: tuple[str, ...] = ()
+    strict_host_key_checking: bool = True
+    identity_files: tuple[str, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def parse_ssh_args(*args: str | None) -> SshOptions:
+    """Parse OpenSSH command-line options (-o Key=Value, -o Key Value, -J, -i)."""
+    words: list[str] = []
+    for arg in args:
+        if arg:
+            words += shlex.split(arg)
+    options: dict[str, str] = {}
+    identities: list[str] = []
+    jump: str | None = None
+    i = 0
+    while i < len(words):
+        word = words[i]
+        value = words[i + 1] if i + 1 < len(words) else ""
+        if word == "-o" or word.startswith("-o"):
+            text = word[2:] if word != "-o" else value
+            i += 1 if word != "-o" else 2
+            key, sep, val = text.partition("=")
+            if not sep:
+                key, _, val = text.partition(" ")
+            options[key.strip().lower()] = val.strip()
+            continue
+        if word == "-J":
+            jump = value
+            i += 2
+            continue
+        if word == "-i":
+            identities.append(value)
+            i += 2
+            continue
+        i += 1
+    known = tuple(os.path.expanduser(p) for p in options.pop("userknownhostsfile", "").split())
+    strict = options.pop("stricthostkeychecking", "yes").lower() not in ("no", "off")
+    return SshOptions(
+        proxy_command=options.pop("proxycommand", None),
+        proxy_jump=options.pop("proxyjump", None) or jump,
+        known_hosts_files=known,
+        strict_host_key_checking=strict,
+        identity_files=tuple(identities),
+        extra=options,
+    )
+
+
+def _expand(command: str, host: str, port: int, user: str) -> str:
+    return (
+        command.replace("%h", host).replace("%p", str(port)).replace("%r", user).replace("%%", "%")
+    )
+
+
+def _describe_failure(host: Host, err: BaseException) -> str:
+    """One sentence an operator can act on, per kind of SSH failure."""
+    where = f"{host.address}:{host.connection.port or 22}"
+    if isinstance(err, paramiko.BadHostKeyException):
+        return (
+            f"host key of {where} changed (possible man-in-the-middle, or a reinstalled host);"
+            f" if expected, remove the old key: ssh-keygen -R {host.address}"
+        )
+    if isinstance(err, paramiko.SSHException) and "not found in known_hosts" in str(err):
+        return (
+            f"host key of {where} is unknown; verify it and add it to known_hosts"
+            f" (ssh-keyscan -p {host.connection.port or 22} {host.address} >> ~/.ssh/known_hosts)"
+        )
+    if isinstance(err, paramiko.AuthenticationException):
+        return f"SSH authentication failed for {host.connection.user or 'root'}@{where}: {err}"
+    if isinstance(err, socket.gaierror):
+        return f"cannot resolve host name {host.address}"
+    if isinstance(err, (TimeoutError, socket.timeout)):
+        return f"timed out connecting to {where}"
+    if isinstance(err, (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError)):
+        return f"connection refused by {where} (is sshd running?)"
+    if isinstance(err, (OSError, EOFError, paramiko.SSHException)):
+        text = str(err) or type(err).__name__
+        return f"cannot reach {where}: {text}"
+    return f"{type(err).__name__}: {err}"
+
+
+class HostSession:
+    """An SSH connection to one host, opened on first use."""
+
+    def __init__(self, host: Host, timeout: float = CONNECT_TIMEOUT) -> None:
+        self.host = host
+        self.timeout = timeout
+        self._client: paramiko.SSHClient | None = None
+        self._sock: Any = None
+        self._jump: HostSession | None = None
+
+    def _connect(self) -> paramiko.SSHClient:
+        if self._client is not None:
+            return self._client
+        conn = self.host.connection
+        options = parse_ssh_args(conn.ssh_common_args, conn.ssh_extra_args)
+        user = conn.user or "root"
+        port = conn.port or 22
+        client = paramiko.SSHClient()
+        client.load_system_host_keys()
+        for path in options.known_hosts_files:
+            if Path(path).is_file():
+                client.load_host_keys(path)
+        # Host key checking stays on unless the inventory itself turns it off.
+        client.set_missing_host_key_policy(
+            paramiko.RejectPolicy()
+            if options.strict_host_key_checking
+            else paramiko.WarningPolicy()
+        )
+        sock: Any = None
+        if options.proxy_command and options.proxy_command.lower() != "none":
+            proxy = _expand(options.proxy_command, self.host.address, port, user)
+            sock = paramiko.ProxyCommand(proxy)
+        elif options.proxy_jump:
+            sock = self._open_jump(options.proxy_jump, port)
+        keys = [conn.private_key_file] if conn.private_key_file else []
+        keys += list(options.identity_files)
+        client.connect(
+            self.host.address,
+            port=port,
+            username=user,
+            key_filename=[os.path.expanduser(k) for k in keys] or None,  # type: ignore[arg-type]
+            timeout=self.timeout,
+            banner_timeout=self.timeout,
+            auth_timeout=self.timeout,
+            sock=sock,
+            allow_agent=True,
+            look_for_keys=not keys,
+        )
+        self._client, self._sock = client, sock
+        return client
+
+    def _open_jump(self, spec: str, port: int) -> Any:
+        jump_user, _, rest = spec.rpartition("@")
+        jump_host, _, jump_port = rest.partition(":")
+        jump = Host(
+            name=f"jump:{jump_host}",
+            address=jump_host,
+            ip=jump_host,
+            roles=frozenset(),
+            kube_node_name="",
+            flannel_iface="",
+            connection=ConnectionSettings(
+                user=jump_user or self.host.connection.user,
+                port=int(jump_port) if jump_port.isdigit() else None,
+                private_key_file=self.host.connection.private_key_file,
+                # The jump host is checked against the same known_hosts files.
+                ssh_common_args=_known_hosts_args(self.host.connection.ssh_common_args),
+            ),
+        )
+        self._jump = HostSession(jump, self.timeout)
+        transport = self._jump._connect().get_transport()
+        if transport is None:
+            raise paramiko.SSHException(f"jump host {jump_host} closed the connection")
+        return transport.open_channel(
+            "direct-tcpip", (self.host.address, port), ("127.0.0.1", 0), timeout=self.timeout
+        )
+
+    def run(
+        self, command: str, timeout: float = COMMAND_TIMEOUT, sudo: bool | None = None
+    ) -> Result:
+        wrapped = self._wrap(command, sudo)
+        try:
+            client = self._connect()
+            stdin, stdout, stderr = client.exec_command(wrapped, timeout=timeout)
+            password = os.environ.get(BECOME_PASSWORD_ENV)
+            if wrapped.startswith("sudo -S") and password is not None:
+                stdin.write(password + "\n")
+                stdin.flush()
+            stdin.channel.shutdown_write()
+            out = stdout.read().decode("utf-8", "replace")
+            err = stderr.read().decode("utf-8", "replace")
+            code = stdout.channel.recv_exit_status()
+        except Exception as exc:  # every failure becomes a per-host result, never a crash
+            return Result(self.host.name, command, None, error=_describe_failure(self.host, exc))
+        return Result(self.host.name, command, code, out, err)
+
+    def _wrap(self, command: str, sudo: bool | None) -> str:
+        conn = self.host.connection
+        needs = sudo if sudo is not None else (conn.become and (conn.user or "root") != "root")
+        if not needs:
+            return command
+        prompt = "-S -p ''" if os.environ.get(BECOME_PASSWORD_ENV) is not None else "-n"
+        target = f"-u {shlex.quote(conn.become_user)} " if conn.become_user else ""
+        return f"sudo {prompt} {target}sh -c {shlex.quote(command)}"
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._jump is not None:
+            self._jump.close()
+        if self._sock is not None and hasattr(self._sock, "close"):
+            self._sock.close()
+        self._client = self._sock = self._jump = None
+
+
+def _known_hosts_args(common_args: str | None) -> str | None:
+    options = parse_ssh_args(common_args)
+    if not options.known_hosts_files:
+        return None
+    return "-o UserKnownHostsFile=" + shlex.quote(" ".join(options.known_hosts_files))
+
+
+def on_hosts(
+    hosts: list[Host],
+    work: Callable[[HostSession], Any],
+    *,
+    timeout: float = CONNECT_TIMEOUT,
+) -> dict[str, Any]:
+    """Open one session per host and call `work(session)` on every host in parallel. Returns
+    {host name: work's result}; sessions are closed afterwards."""
+    if not hosts:
+        return {}
+
+    def one(host: Host) -> Any:
+        session = HostSession(host, timeout)
+        try:
+            return work(session)
+        finally:
+            session.close()
+
+    with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
+        results = list(pool.map(one, hosts))
+    return {host.name: result for host, result in zip(hosts, results, strict=True)}
+
+
+def run_on_hosts(
+    hosts: list[Host],
+    command: str | Mapping[str, str],
+    *,
+    timeout: float = COMMAND_TIMEOUT,
+) -> dict[str, Result]:
+    """Run one command (or one per host name) on every host in parallel."""
+
+    def work(session: HostSession) -> Result:
+        text = command if isinstance(command, str) else command[session.host.name]
+        return session.run(text, timeout=timeout)
+
+    return on_hosts(hosts, work)
