@@ -17,6 +17,7 @@ from typing import Any
 
 from k8s_provision.errors import InventoryError
 from k8s_provision.model import (
+    FIREWALL_MODES,
     FLANNEL_BACKENDS,
     OS_FAMILIES,
     ROLE_ETCD,
@@ -60,6 +61,7 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0", ""}
 _PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_URL_RE = re.compile(r"^(https?://[^\s/]+|file://)/?\S*$")
 
 
 class _Problems:
@@ -269,6 +271,16 @@ def _check_settings(values: dict[str, Any], problems: _Problems) -> None:
         problems.add(
             f"{values['k8s_os_family']!r} is not one of {', '.join(OS_FAMILIES)}",
             field="k8s_os_family",
+        )
+    if values["firewall_mode"] not in FIREWALL_MODES:
+        problems.add(
+            f"{values['firewall_mode']!r} is not one of {', '.join(FIREWALL_MODES)}",
+            field="firewall_mode",
+        )
+    if not _URL_RE.match(values["k8s_yum_baseurl"]):
+        problems.add(
+            f"{values['k8s_yum_baseurl']!r} is not an http://, https:// or file:// URL",
+            field="k8s_yum_baseurl",
         )
     if values["flannel_backend"] not in FLANNEL_BACKENDS:
         problems.add(

@@ -16,6 +16,7 @@ ROLE_ETCD = "etcd"
 
 OS_FAMILIES = ("redhat", "debian")
 FLANNEL_BACKENDS = ("udp", "vxlan", "host-gw")
+FIREWALL_MODES = ("open", "disable")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class Settings:
     """Cluster-wide variables; names, defaults and documentation live in variables.yml."""
 
     k8s_os_family: str
+    firewall_mode: str
+    k8s_yum_repos_manage: bool
+    k8s_yum_baseurl: str
+    k8s_binaries_dir: str
     etcd_client_port: int
     etcd_peer_port: int
     etcd_cluster_token: str

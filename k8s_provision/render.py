@@ -114,6 +114,7 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
         kube_master_url=f"http://{master.ip}:{s.kube_api_port}",
         kubelet_args=" ".join(kubelet_args),
         flannel_network_json=json.dumps(flannel_network_config(s), separators=(",", ":")),
+        cluster_hosts=[{"name": h.name, "ip": h.ip} for h in cluster.hosts],
         masters=list(cluster.masters),
         nodes=list(cluster.nodes),
         etcd_hosts=list(cluster.etcd),

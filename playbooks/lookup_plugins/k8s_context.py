@@ -31,6 +31,7 @@ class LookupModule(LookupBase):  # type: ignore[misc]
         try:
             from k8s_provision.errors import InventoryError
             from k8s_provision.inventory import build_cluster
+            from k8s_provision.paths import templates_dir
             from k8s_provision.render import host_context
         except ImportError as err:
             raise AnsibleError(
@@ -46,4 +47,7 @@ class LookupModule(LookupBase):  # type: ignore[misc]
             )
         except InventoryError as err:
             raise AnsibleError("\n".join([err.message, *err.details])) from None
-        return [host_context(cluster, host)]
+        context = host_context(cluster, host)
+        # The roles render from the very directory `k8s-provision render` reads.
+        context["templates_dir"] = str(templates_dir())
+        return [context]
