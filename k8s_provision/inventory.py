@@ -359,6 +359,7 @@ def _connection(vars_: Mapping[str, Any]) -> ConnectionSettings:
         ssh_extra_args=text("ansible_ssh_extra_args"),
         become=_coerce(become, bool) if str(become).lower() in _TRUE | _FALSE else False,
         become_user=text("ansible_become_user"),
+        python_interpreter=text("ansible_python_interpreter"),
     )
 
 

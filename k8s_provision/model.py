@@ -92,6 +92,7 @@ class ConnectionSettings:
     ssh_extra_args: str | None = None
     become: bool = False
     become_user: str | None = None
+    python_interpreter: str | None = None
 
 
 @dataclass(frozen=True)

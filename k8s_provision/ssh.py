@@ -6,6 +6,7 @@ Host keys are checked: unknown or changed keys are refused, never added."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import socket
@@ -18,6 +19,9 @@ from typing import Any
 import paramiko
 
 from k8s_provision.model import ConnectionSettings, Host
+
+# paramiko logs every failed handshake with a traceback; failures are reported per host instead.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 60.0

@@ -1,0 +1,69 @@
+"""`up`: from a validated inventory to a converged cluster. Preflight over SSH, then site.yml.
+Verification is a separate step (verify.verify) that the CLI runs afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from k8s_provision import runner
+from k8s_provision.errors import OperationFailed
+from k8s_provision.model import Cluster
+from k8s_provision.preflight import Problem, preflight
+
+
+def limited_hosts(cluster: Cluster, limit: str | None) -> list[str]:
+    """Host names a simple --limit selects (comma-separated names or groups of the model's
+    roles); anything fancier is left to ansible-playbook and every host is preflighted."""
+    if not limit:
+        return [h.name for h in cluster.hosts]
+    role_groups = {"masters": cluster.masters, "nodes": cluster.nodes, "etcd": cluster.etcd}
+    names: list[str] = []
+    for word in limit.split(","):
+        word = word.strip()
+        if word in role_groups:
+            names += role_groups[word]
+        elif any(h.name == word for h in cluster.hosts):
+            names.append(word)
+        else:
+            return [h.name for h in cluster.hosts]
+    return list(dict.fromkeys(names))
+
+
+def check_hosts(cluster: Cluster, limit: str | None = None) -> list[Problem]:
+    """Preflight; raises OperationFailed when any check fails, returns the warnings."""
+    selected = set(limited_hosts(cluster, limit))
+    problems = preflight(cluster, [h for h in cluster.hosts if h.name in selected])
+    failures = [p for p in problems if p.status == "fail"]
+    if failures:
+        hosts = sorted({p.host for p in failures})
+        raise OperationFailed(
+            f"preflight failed on {', '.join(hosts)}; no host was changed",
+            details=[f"{p.host}: {p.check}: {p.detail}" for p in failures],
+        )
+    return problems
+
+
+def apply(
+    cluster: Cluster,
+    inventory_path: Path,
+    *,
+    limit: str | None = None,
+    forks: int | None = None,
+    verbosity: int = 0,
+    on_event: runner.EventHandler | None = None,
+    become_password: str | None = None,
+    log_dir: Path | None = None,
+) -> runner.RunResult:
+    """Run site.yml; raises with host, task and message when it fails."""
+    result = runner.run_playbook(
+        runner.playbook_path("site.yml"),
+        inventory_path,
+        limit=limit,
+        forks=forks,
+        verbosity=verbosity,
+        on_event=on_event,
+        become_password=become_password,
+        log_dir=log_dir,
+    )
+    runner.raise_for_failure(result)
+    return result
