@@ -1,0 +1,98 @@
+"""Fixtures for tests that boot the systemd-nspawn lab (`@pytest.mark.lab`).
+
+`lab` is one running lab (master, node1, node2) shared by the whole session and torn down at
+its end, even when tests fail. Without root or the lab's tools it skips with the exact reason;
+with K8SP_LAB_REQUIRED=1 (CI) it fails instead, so a broken CI machine cannot pass silently.
+
+Each session takes a lab name of its own (k8sptest, k8sptest2, ...) under a lock held for the
+session, so two engineers' test runs on one machine never stop each other's lab; leftovers of a
+killed session under the same name are removed before use. While the session runs,
+K8S_PROVISION_LAB_NAME names the test lab, so `k8s_provision.lab` functions called without a
+config, and CLI subprocesses, act on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from typing import IO
+
+import pytest
+
+from k8s_provision import lab as lab_api
+
+TEST_LAB_PREFIX = "k8sptest"
+_MAX_SESSIONS = 4
+
+
+def _require_lab_environment() -> None:
+    problems = lab_api.missing_requirements()
+    if not problems:
+        return
+    reason = "lab tests need: " + "; ".join(problems)
+    if os.environ.get("K8SP_LAB_REQUIRED") == "1":
+        pytest.fail(f"K8SP_LAB_REQUIRED=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def _session_lab_name() -> Iterator[str]:
+    lab_api.LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    for index in range(1, _MAX_SESSIONS + 1):
+        name = TEST_LAB_PREFIX + ("" if index == 1 else str(index))
+        handle: IO[str] = (lab_api.LOCK_DIR / f"test-session-{name}.lock").open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield name
+        finally:
+            handle.close()
+        return
+    pytest.fail(f"{_MAX_SESSIONS} lab test sessions are already running on this machine")
+
+
+@pytest.fixture(scope="session")
+def lab_name() -> Iterator[str]:
+    """This session's lab name; also exported as K8S_PROVISION_LAB_NAME while it runs."""
+    _require_lab_environment()
+    with _session_lab_name() as name:
+        env_vars = ("K8S_PROVISION_LAB_NAME", "K8S_PROVISION_LAB_DIR")
+        saved = {var: os.environ.get(var) for var in env_vars}
+        os.environ["K8S_PROVISION_LAB_NAME"] = name
+        os.environ.pop("K8S_PROVISION_LAB_DIR", None)
+        try:
+            yield name
+        finally:
+            for var, value in saved.items():
+                if value is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = value
+
+
+@pytest.fixture(scope="session")
+def lab(lab_name: str) -> Iterator[lab_api.LabState]:
+    """A running lab with 2 nodes for the whole session. Do not stop it or change its size in
+    a test; use `spare_lab_config` for that."""
+    config = lab_api.make_config(lab_name)
+    lab_api.down(config=config)  # leftovers of a killed session with this name
+    try:
+        yield lab_api.up(nodes=2, config=config)
+    finally:
+        lab_api.down(config=config)
+
+
+@pytest.fixture
+def spare_lab_config(lab_name: str) -> Iterator[lab_api.LabConfig]:
+    """A second lab name for tests that grow, power-cycle or stop a lab; always torn down."""
+    config = lab_api.make_config(lab_name + "x")
+    lab_api.down(config=config)
+    try:
+        yield config
+    finally:
+        lab_api.down(config=config)

@@ -1,0 +1,383 @@
+"""The lab's pure logic: names, addresses, recipe key, apt mirror, inventory, state file, relay.
+Nothing here needs root or boots a host."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from k8s_provision import lab
+from k8s_provision.commands.lab import group
+from k8s_provision.errors import OperationFailed, UsageError
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """pytest's tmp_path is longer than a lab directory may be (SSH control socket paths)."""
+    path = Path(tempfile.mkdtemp(prefix="k8sp"))
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.fixture
+def cfg(short_dir: Path) -> lab.LabConfig:
+    return lab.make_config("unit", state_dir=short_dir / "state", cache_dir=short_dir / "cache")
+
+
+@pytest.fixture(autouse=True)
+def _no_lab_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (
+        "K8S_PROVISION_LAB_NAME",
+        "K8S_PROVISION_LAB_DIR",
+        "K8S_PROVISION_CACHE_DIR",
+        "K8S_PROVISION_LAB_MIRROR",
+    ):
+        monkeypatch.delenv(var, raising=False)
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+def test_default_config() -> None:
+    cfg = lab.make_config()
+    assert cfg.name == "k8sp"
+    assert cfg.state_dir == Path("/var/lib/k8s-provision/labs/k8sp")
+    assert cfg.cache_dir == Path("/var/cache/k8s-provision")
+    assert cfg.net_ns == "k8sp-net"
+    assert cfg.host_ns("node1") == "k8sp-node1"
+
+
+def test_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("K8S_PROVISION_LAB_NAME", "other")
+    monkeypatch.setenv("K8S_PROVISION_LAB_DIR", "/srv/lab")
+    monkeypatch.setenv("K8S_PROVISION_CACHE_DIR", "/srv/cache")
+    cfg = lab.make_config()
+    assert (cfg.name, cfg.state_dir) == ("other", Path("/srv/lab"))
+    assert cfg.cache_dir == Path("/srv/cache")
+    # An explicit name gets its own directory: the environment's belongs to the other lab.
+    assert lab.make_config("mine").state_dir == Path("/var/lib/k8s-provision/labs/mine")
+
+
+@pytest.mark.parametrize("name", ["", "K8sp", "k8s-p", "1lab", "a" * 17, "lab/x"])
+def test_bad_lab_names_are_rejected(name: str) -> None:
+    with pytest.raises(UsageError, match="invalid lab name"):
+        lab.make_config(name)
+
+
+@pytest.mark.parametrize("state_dir", ["/tmp/" + "x" * 60, "/tmp/a b", "/tmp/a,b", "/tmp/a:b"])
+def test_unusable_state_dirs_are_rejected(state_dir: str) -> None:
+    with pytest.raises(UsageError, match="K8S_PROVISION_LAB_DIR"):
+        lab.make_config("x", state_dir=Path(state_dir))
+
+
+# --- hosts and addresses -----------------------------------------------------------------
+
+
+def test_lab_hosts_addresses() -> None:
+    assert lab.lab_hosts(2) == (
+        ("master", "192.168.10.1"),
+        ("node1", "192.168.10.2"),
+        ("node2", "192.168.10.3"),
+    )
+    hosts = lab.lab_hosts(lab.MAX_NODES)
+    assert hosts[-1] == (f"node{lab.MAX_NODES}", "192.168.10.253")
+    assert str(lab.BRIDGE_ADDRESS) not in {address for _, address in hosts}
+
+
+@pytest.mark.parametrize("nodes", [0, -1, lab.MAX_NODES + 1])
+def test_node_count_bounds(nodes: int) -> None:
+    with pytest.raises(UsageError, match="--nodes"):
+        lab.lab_hosts(nodes)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "members"),
+    [
+        (["master"], ("master",)),
+        (["master", "node1"], ("master",)),
+        (["master", "node1", "node2"], ("master", "node1", "node2")),
+        (["master", "node1", "node2", "node3", "node4"], ("master", "node1", "node2")),
+    ],
+)
+def test_etcd_members_are_odd(hosts: list[str], members: tuple[str, ...]) -> None:
+    assert lab.etcd_members(hosts) == members
+
+
+# --- base rootfs recipe ------------------------------------------------------------------
+
+
+def test_recipe_key_is_stable_and_tracks_the_recipe() -> None:
+    key = lab.recipe_key("amd64")
+    assert key == lab.recipe_key("amd64", packages=tuple(reversed(lab.PACKAGES)))
+    assert len(key) == 16
+    assert key != lab.recipe_key("arm64")
+    assert key != lab.recipe_key("amd64", packages=(*lab.PACKAGES, "vim"))
+    assert key != lab.recipe_key("amd64", version=lab.RECIPE_VERSION + 1)
+    assert key != lab.recipe_key("amd64", suite="trixie")
+
+
+def test_recipe_has_what_ansible_and_the_cluster_need() -> None:
+    for package in ("python3", "python3-apt", "openssh-server", "etcd-server", "systemd-sysv"):
+        assert package in lab.PACKAGES
+
+
+DEB822 = """\
+Types: deb
+# http://snapshot.example/archive/debian/20250520T000000Z
+URIs: http://mirror.example/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://mirror.example/debian-security
+Suites: bookworm-security
+Components: main
+"""
+
+
+def test_apt_source_from_deb822(tmp_path: Path) -> None:
+    (tmp_path / "debian.sources").write_text(DEB822)
+    source = lab.apt_source(sources_dir=tmp_path, sources_list=tmp_path / "none")
+    assert source.uri == "http://mirror.example/debian"
+    assert source.keyring == Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+
+
+def test_apt_source_skips_disabled_and_source_stanzas(tmp_path: Path) -> None:
+    text = (
+        "Types: deb\nURIs: http://off.example/debian\nSuites: bookworm\nEnabled: no\n\n"
+        "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n"
+        "Types: deb\nURIs: http://on.example/debian\nSuites: bookworm\n"
+    )
+    (tmp_path / "a.sources").write_text(text)
+    assert lab.apt_source(sources_dir=tmp_path, sources_list=tmp_path / "x").uri == (
+        "http://on.example/debian"
+    )
+
+
+def test_apt_source_from_one_line_sources_list(tmp_path: Path) -> None:
+    sources_list = tmp_path / "sources.list"
+    sources_list.write_text(
+        "# comment\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://sec.example/debsec bookworm-security main\n"
+        "deb http://line.example/debian bookworm main\n"
+    )
+    source = lab.apt_source(sources_dir=tmp_path / "none", sources_list=sources_list)
+    assert source.uri == "http://line.example/debian"
+
+
+def test_apt_source_of_another_release_serves_bookworm_too(tmp_path: Path) -> None:
+    (tmp_path / "sources.list").write_text(
+        "deb http://sec.example/debian-security trixie-security main\n"
+        "deb http://main.example/debian trixie main\n"
+    )
+    source = lab.apt_source(sources_dir=tmp_path, sources_list=tmp_path / "sources.list")
+    assert source.uri == "http://main.example/debian"
+
+
+def test_apt_source_missing_and_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UsageError, match="no Debian mirror") as err:
+        lab.apt_source(sources_dir=tmp_path, sources_list=tmp_path / "none")
+    assert "K8S_PROVISION_LAB_MIRROR" in err.value.details[0]
+    monkeypatch.setenv("K8S_PROVISION_LAB_MIRROR", "http://override.example/debian")
+    assert lab.apt_source(sources_dir=tmp_path).uri == "http://override.example/debian"
+
+
+# --- access files ------------------------------------------------------------------------
+
+
+def test_inventory_parses_with_ansible(cfg: lab.LabConfig, tmp_path: Path) -> None:
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.manager import VariableManager
+
+    path = tmp_path / "inventory.ini"
+    path.write_text(lab.inventory_text(cfg, lab.lab_hosts(3), "/opt/venv/bin/python"))
+    loader = DataLoader()
+    inventory = InventoryManager(loader=loader, sources=[str(path)])
+    variables = VariableManager(loader=loader, inventory=inventory)
+
+    def names(group: str) -> list[str]:
+        return [h.name for h in inventory.groups[group].get_hosts()]
+
+    assert names("masters") == ["master"]
+    assert names("nodes") == ["node1", "node2", "node3"]
+    assert names("etcd") == ["master", "node1", "node2"]
+    hostvars = variables.get_vars(host=inventory.get_host("node3"))
+    assert hostvars["ansible_host"] == hostvars["ip"] == "192.168.10.4"
+    assert hostvars["ansible_user"] == "root"
+    assert hostvars["ansible_python_interpreter"] == "/usr/bin/python3"
+    assert hostvars["k8s_os_family"] == "debian"
+    assert hostvars["ansible_ssh_private_key_file"] == str(cfg.key)
+    # ansible's ssh plugin splits the common args with shlex, as ssh would.
+    args = shlex.split(hostvars["ansible_ssh_common_args"])
+    assert args == [
+        "-o",
+        f"UserKnownHostsFile={cfg.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "ProxyCommand=nsenter --net=/run/netns/unit-net /opt/venv/bin/python"
+        " -m k8s_provision.lab_relay %h %p",
+    ]
+
+
+def test_proxy_command_quotes_odd_interpreter_paths(cfg: lab.LabConfig) -> None:
+    command = lab.proxy_command(cfg, "/opt/my venv/bin/python")
+    assert shlex.split(command)[2] == "/opt/my venv/bin/python"
+
+
+def test_ssh_config(cfg: lab.LabConfig) -> None:
+    text = lab.ssh_config_text(cfg, lab.lab_hosts(1), sys.executable)
+    assert "Host node1\n    HostName 192.168.10.2\n" in text
+    assert f"    UserKnownHostsFile {cfg.known_hosts}\n" in text
+    assert "    StrictHostKeyChecking yes\n" in text
+    assert f"    ControlPath {cfg.control_dir}/%r@%h:%p\n" in text
+
+
+def test_hosts_file_and_known_hosts() -> None:
+    text = lab.hosts_file_text(lab.lab_hosts(1))
+    assert text.startswith("127.0.0.1\tlocalhost\n")
+    assert "192.168.10.2\tnode1\n" in text
+    keys = ["ssh-ed25519 AAAAC3Nz root@build\n", "garbage\n"]
+    assert lab.known_hosts_lines("node1", "192.168.10.2", keys) == [
+        "node1,192.168.10.2 ssh-ed25519 AAAAC3Nz"
+    ]
+
+
+# --- state file --------------------------------------------------------------------------
+
+
+def test_state_round_trip(cfg: lab.LabConfig) -> None:
+    state = lab.LabState(
+        config=cfg,
+        base=Path("/var/cache/k8s-provision/rootfs/abc"),
+        hosts=(
+            lab.HostState("master", "192.168.10.1", 100, 5000, ("/sys/fs/cgroup/systemd/x",)),
+            lab.HostState("node1", "192.168.10.2"),
+        ),
+    )
+    assert lab.state_from_json(cfg, lab.state_to_json(state)) == state
+    assert state.node_count == 1
+    assert state.host("node1").pid is None
+    with pytest.raises(UsageError, match="no host 'node7'"):
+        state.host("node7")
+
+
+def test_state_of_another_lab_is_refused(cfg: lab.LabConfig) -> None:
+    other = lab.make_config("other", state_dir=cfg.state_dir)
+    text = lab.state_to_json(lab.LabState(config=other, base=Path("/b"), hosts=()))
+    with pytest.raises(OperationFailed, match="does not belong"):
+        lab.state_from_json(cfg, text)
+
+
+def test_process_identity() -> None:
+    own = lab._start_time(os.getpid())
+    assert own is not None
+    assert lab._alive(lab.HostState("x", "1.2.3.4", os.getpid(), own))
+    # Same PID, other start time: a reused PID is not ours (what a reboot leaves behind).
+    assert not lab._alive(lab.HostState("x", "1.2.3.4", os.getpid(), own + 1))
+    assert lab._start_time(2**22 + 1) is None
+
+
+# --- environment checks ------------------------------------------------------------------
+
+
+def test_missing_tools_name_the_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    missing = ("debootstrap", "systemd-nspawn")
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool in missing else "/x")
+    problems = lab.missing_requirements()
+    assert any("needs root" in p for p in problems)
+    assert any(
+        "missing systemd-nspawn, debootstrap" in p
+        and "apt-get install -y debootstrap systemd-container" in p
+        and "--install-deps" in p
+        for p in problems
+    )
+    with pytest.raises(UsageError) as err:
+        lab.require_environment()
+    assert err.value.exit_code == 2
+
+
+# --- CLI (no lab running) ----------------------------------------------------------------
+
+
+def test_cli_status_and_inventory_without_a_lab(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("K8S_PROVISION_LAB_NAME", "unitcli")
+    monkeypatch.setenv("K8S_PROVISION_LAB_DIR", str(short_dir / "lab"))
+    result = CliRunner().invoke(group, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["name"] == "unitcli"
+    assert data["up"] is False
+    assert data["hosts"] == []
+    assert "not up" in CliRunner().invoke(group, ["status"]).output
+    result = CliRunner().invoke(group, ["inventory"])
+    assert isinstance(result.exception, UsageError)
+    assert "lab up" in result.exception.message
+
+
+# --- relay -------------------------------------------------------------------------------
+
+
+def test_relay_copies_both_ways() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"SSH-2.0-banner\n")
+            received = b""
+            while chunk := conn.recv(4096):
+                received += chunk
+            conn.sendall(received.upper())
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    result = subprocess.run(
+        [sys.executable, "-m", "k8s_provision.lab_relay", "127.0.0.1", str(port)],
+        input=b"hello " * 10000,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    thread.join()
+    server.close()
+    assert result.returncode == 0
+    assert result.stdout == b"SSH-2.0-banner\n" + b"HELLO " * 10000
+
+
+def test_relay_reports_refused_connections() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "k8s_provision.lab_relay", "127.0.0.1", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"cannot connect to 127.0.0.1:{port}" in result.stderr
+
+
+def test_cli_refuses_a_bad_node_count() -> None:
+    result = CliRunner().invoke(group, ["up", "--nodes", "0"])
+    assert result.exit_code == 2
+    assert "--nodes" in result.output
