@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from k8s_provision import __version__
-from k8s_provision.commands import lab, render
+from k8s_provision.commands import lab, plan, render, reset
 from k8s_provision.errors import ProvisionError
 
 
@@ -53,6 +53,8 @@ def cli(debug: bool) -> None:
 
 
 cli.add_command(render.command)
+cli.add_command(plan.command)
+cli.add_command(reset.command)
 cli.add_command(lab.group)
 
 

@@ -18,8 +18,8 @@ def limited_hosts(cluster: Cluster, limit: str | None) -> list[str]:
         return [h.name for h in cluster.hosts]
     role_groups = {"masters": cluster.masters, "nodes": cluster.nodes, "etcd": cluster.etcd}
     names: list[str] = []
-    for word in limit.split(","):
-        word = word.strip()
+    for raw in limit.split(","):
+        word = raw.strip()
         if word in role_groups:
             names += role_groups[word]
         elif any(h.name == word for h in cluster.hosts):

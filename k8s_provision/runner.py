@@ -115,7 +115,8 @@ def build_command(
 
 
 def _environment(events_file: Path, become_password_file: str | None) -> dict[str, str]:
-    env = dict(os.environ)
+    # The become password reaches ansible only through the 0600 file.
+    env = {k: v for k, v in os.environ.items() if k != "K8SP_BECOME_PASSWORD"}
     env.setdefault("ANSIBLE_CONFIG", str(ansible_cfg()))
     env["ANSIBLE_CALLBACK_PLUGINS"] = str(playbooks_dir() / "callback_plugins")
     env["ANSIBLE_CALLBACKS_ENABLED"] = "k8s_events"

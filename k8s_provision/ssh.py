@@ -28,6 +28,19 @@ COMMAND_TIMEOUT = 60.0
 BECOME_PASSWORD_ENV = "K8SP_BECOME_PASSWORD"  # noqa: S105 -- the variable name, not a secret
 
 
+_become_password: str | None = None
+
+
+def set_become_password(password: str | None) -> None:
+    """A sudo password typed at a prompt; otherwise sessions read BECOME_PASSWORD_ENV."""
+    global _become_password  # noqa: PLW0603 -- one process-wide secret, never written anywhere
+    _become_password = password
+
+
+def become_password() -> str | None:
+    return _become_password if _become_password is not None else os.environ.get(BECOME_PASSWORD_ENV)
+
+
 @dataclass(frozen=True)
 class Result:
     """One command on one host. `error` is set when the command could not run at all
@@ -216,7 +229,7 @@ class HostSession:
         try:
             client = self._connect()
             stdin, stdout, stderr = client.exec_command(wrapped, timeout=timeout)
-            password = os.environ.get(BECOME_PASSWORD_ENV)
+            password = become_password()
             if wrapped.startswith("sudo -S") and password is not None:
                 stdin.write(password + "\n")
                 stdin.flush()
@@ -233,7 +246,7 @@ class HostSession:
         needs = sudo if sudo is not None else (conn.become and (conn.user or "root") != "root")
         if not needs:
             return command
-        prompt = "-S -p ''" if os.environ.get(BECOME_PASSWORD_ENV) is not None else "-n"
+        prompt = "-S -p ''" if become_password() is not None else "-n"
         target = f"-u {shlex.quote(conn.become_user)} " if conn.become_user else ""
         return f"sudo {prompt} {target}sh -c {shlex.quote(command)}"
 

@@ -80,7 +80,14 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
 
     def v2_runner_on_ok(self, result: Any) -> None:
         data = _data(result)
-        self._emit("ok", host=_host(result), task=_task(result), changed=bool(data.get("changed")))
+        changed = bool(data.get("changed"))
+        extra: dict[str, Any] = {}
+        if changed:
+            # What changed, for `plan`: the module and the names it acted on.
+            task = getattr(result, "task", None) or result._task
+            args = (data.get("invocation") or {}).get("module_args") or {}
+            extra = {"action": str(task.action), "names": _names(data), "state": args.get("state")}
+        self._emit("ok", host=_host(result), task=_task(result), changed=changed, **extra)
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
         data = _data(result)
@@ -134,6 +141,19 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
                 )
             }
         self._emit("stats", hosts=hosts)
+
+
+def _names(data: dict[str, Any]) -> list[str]:
+    """The `name` argument(s) a package or service module acted on, per loop item too."""
+    items = data.get("results") if isinstance(data.get("results"), list) else [data]
+    names: list[str] = []
+    for item in items:
+        if not isinstance(item, dict) or (item is not data and not item.get("changed")):
+            continue
+        args = (item.get("invocation") or {}).get("module_args") or {}
+        for name in _as_list(args.get("name")):
+            names.append(str(name))
+    return names
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -1,0 +1,81 @@
+"""Options shared by the verbs that run playbooks."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from k8s_provision import ssh
+from k8s_provision.errors import UsageError
+from k8s_provision.runner import default_log_dir
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def inventory_argument(func: F) -> F:
+    return click.argument("inventory_path", metavar="INVENTORY", type=click.Path(path_type=Path))(
+        func
+    )
+
+
+def playbook_options(func: F) -> F:
+    """--limit, --forks, -v, --log-dir and --ask-become-pass."""
+    options = [
+        click.option(
+            "--limit",
+            metavar="PATTERN",
+            help="Only these hosts or groups (an Ansible host pattern, e.g. node3 or nodes).",
+        ),
+        click.option(
+            "--forks", type=click.IntRange(1, 200), help="Hosts Ansible works on at once."
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            "verbosity",
+            count=True,
+            help="More Ansible output in the log (-vvv).",
+        ),
+        click.option(
+            "--log-dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            default=default_log_dir,
+            show_default="~/.local/state/k8s-provision/logs",
+            help="Where the full Ansible output is saved.",
+        ),
+        click.option(
+            "--ask-become-pass",
+            is_flag=True,
+            help=f"Prompt for the sudo password (or set {ssh.BECOME_PASSWORD_ENV}).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def become_password(ask: bool) -> str | None:
+    """From the prompt or the environment; never from the command line, never printed."""
+    if ask:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"--ask-become-pass needs a terminal; set {ssh.BECOME_PASSWORD_ENV} instead"
+            )
+        password: str = click.prompt("sudo password", hide_input=True)
+        ssh.set_become_password(password)
+        return password
+    return ssh.become_password()
+
+
+def confirm_or_refuse(question: str, yes: bool) -> None:
+    """Ask on a terminal; without one, refuse (exit 2) unless --yes was given."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question} Refusing without a terminal to ask on; pass --yes to confirm")
+    if not click.confirm(question, default=False):
+        raise UsageError("not confirmed; nothing was changed")

@@ -1,0 +1,53 @@
+"""`k8s-provision reset`: tear the cluster down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from k8s_provision import inventory, lifecycle
+from k8s_provision.commands.options import (
+    become_password,
+    confirm_or_refuse,
+    inventory_argument,
+    playbook_options,
+)
+from k8s_provision.progress import PlaybookProgress
+
+
+@click.command("reset")
+@inventory_argument
+@playbook_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def command(
+    inventory_path: Path,
+    limit: str | None,
+    forks: int | None,
+    verbosity: int,
+    log_dir: Path,
+    ask_become_pass: bool,
+    yes: bool,
+) -> None:
+    """Stop and disable every cluster service, and remove the configuration files, the etcd
+    data and the flannel/docker network state on every host of INVENTORY (runs reset.yml).
+    The cluster's data is gone afterwards. Asks first; without a terminal it refuses unless
+    --yes is given."""
+    cluster = inventory.load(inventory_path)
+    names = [h.name for h in cluster.hosts]
+    confirm_or_refuse(
+        f"Reset {len(names)} hosts ({', '.join(names)}) and delete the etcd data?", yes
+    )
+    console = Console(highlight=False)
+    with PlaybookProgress(console, names, "reset.yml") as progress:
+        result = lifecycle.reset(
+            inventory_path,
+            limit=limit,
+            forks=forks,
+            verbosity=verbosity,
+            on_event=progress,
+            log_dir=log_dir,
+            become_password=become_password(ask_become_pass),
+        )
+    console.print(f"reset: done on {len(result.stats)} hosts; log: {result.log_path}")

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from k8s_provision.lifecycle import Change, changes_from_events
+
+
+def test_changes_from_check_mode_events() -> None:
+    events = [
+        {"event": "play", "name": "etcd"},
+        {
+            "event": "diff",
+            "host": "node1",
+            "task": "Write etcd config",
+            "changed": True,
+            "diffs": [
+                {
+                    "before": 'ETCD_NAME="node1"\nETCD_INITIAL_CLUSTER_STATE="new"\n',
+                    "after": 'ETCD_NAME="node1"\nETCD_INITIAL_CLUSTER_STATE="existing"\n',
+                    "before_header": "/etc/default/etcd",
+                    "after_header": "/etc/default/etcd",
+                }
+            ],
+        },
+        {
+            "event": "ok",
+            "host": "node1",
+            "task": "Write etcd config",
+            "changed": True,
+            "action": "ansible.builtin.template",
+            "names": [],
+            "state": None,
+        },
+        {
+            "event": "ok",
+            "host": "node1",
+            "task": "Install etcd",
+            "changed": True,
+            "action": "ansible.builtin.package",
+            "names": ["etcd"],
+            "state": "present",
+        },
+        {
+            "event": "ok",
+            "host": "node1",
+            "task": "restart etcd",
+            "changed": True,
+            "action": "ansible.builtin.systemd_service",
+            "names": ["etcd"],
+            "state": "restarted",
+        },
+        {"event": "ok", "host": "node2", "task": "Nothing", "changed": False},
+        {
+            "event": "diff",
+            "host": "node2",
+            "task": "Dir",
+            "changed": True,
+            "diffs": [
+                {
+                    "before": {"path": "/etc/k8s-provision", "state": "absent"},
+                    "after": {"path": "/etc/k8s-provision", "state": "directory"},
+                }
+            ],
+        },
+    ]
+    changes = changes_from_events(events)
+    assert [(c.host, c.kind, c.path) for c in changes] == [
+        ("node1", "file", "/etc/default/etcd"),
+        ("node1", "package", "etcd"),
+        ("node1", "service", "etcd"),
+        ("node2", "file", "/etc/k8s-provision"),
+    ]
+    diff = changes[0].diff
+    assert '-ETCD_INITIAL_CLUSTER_STATE="new"' in diff
+    assert '+ETCD_INITIAL_CLUSTER_STATE="existing"' in diff
+    assert changes[2] == Change("node1", "service", "etcd", "restarted")
+    assert changes[3].diff == "state: absent -> directory"
+
+
+def test_no_changes_gives_an_empty_plan() -> None:
+    events = [
+        {"event": "ok", "host": "a", "task": "t", "changed": False},
+        {"event": "diff", "host": "a", "task": "t", "changed": False, "diffs": []},
+    ]
+    assert changes_from_events(events) == []
