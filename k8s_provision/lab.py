@@ -572,10 +572,10 @@ def up(nodes: int = 2, *, config: LabConfig | None = None, install_deps: bool = 
         added = any(state.find(name) is None for name, _ in to_start)
         if to_start:
             with progress.step(f"starting {', '.join(name for name, _ in to_start)}"):
-                for name, address in to_start:
+                for name, _ in to_start:
                     if (stale := state.find(name)) is not None:
                         state = _with_host(state, _stop_host(cfg, stale))
-                    state = _start_host(cfg, state, name, address)
+                state = _start_hosts(cfg, state, to_start)
         if added:
             _refresh_hosts_files(cfg, state)
         _write_access_files(cfg, state)
@@ -684,7 +684,7 @@ def power_on(host: str, *, config: LabConfig | None = None) -> LabState:
         if _alive(current):
             return state
         state = _with_host(state, _stop_host(cfg, current))
-        state = _start_host(cfg, state, current.name, current.address)
+        state = _start_hosts(cfg, state, [(current.name, current.address)])
         _wait_ready(cfg, state, [host], progress)
         return state
 
@@ -840,9 +840,26 @@ def _create_lab(cfg: LabConfig, base: Path, progress: _Progress) -> LabState:
         return state
 
 
-def _start_host(cfg: LabConfig, state: LabState, name: str, address: str) -> LabState:
-    """Create one host's network, disk and cgroups and launch its container in the background.
-    The state (with the new PID) is saved before returning, so `down` can always clean up."""
+def _start_hosts(cfg: LabConfig, state: LabState, hosts: Sequence[tuple[str, str]]) -> LabState:
+    """Create the hosts' networks and disks (in parallel: host key generation dominates), then
+    launch each container in the background. The state is saved after each launch, and a half
+    prepared host is found by name, so `down` can always clean up."""
+    everyone = {(h.name, h.address) for h in state.hosts} | set(hosts)
+    hosts_file = sorted(everyone, key=_host_order)
+    with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
+        list(pool.map(lambda h: _prepare_host(cfg, state.base, h[0], h[1], hosts_file), hosts))
+    for name, address in hosts:
+        cgroups = _create_cgroups(cfg.name, name)
+        pid = _launch(cfg, name, cfg.host_root(name), cgroups)
+        host = HostState(name, address, pid, _start_time(pid), tuple(str(c) for c in cgroups))
+        state = _with_host(state, host)
+        _save_state(state)
+    return state
+
+
+def _prepare_host(
+    cfg: LabConfig, base: Path, name: str, address: str, hosts: Sequence[tuple[str, str]]
+) -> None:
     host_dir = cfg.host_dir(name)
     for sub in ("upper", "work", "root"):
         (host_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -850,16 +867,9 @@ def _start_host(cfg: LabConfig, state: LabState, name: str, address: str) -> Lab
     root = cfg.host_root(name)
     if not _is_mounted(root):
         upper, work = host_dir / "upper", host_dir / "work"
-        options = f"lowerdir={state.base},upperdir={upper},workdir={work}"
+        options = f"lowerdir={base},upperdir={upper},workdir={work}"
         _run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], f"mount {name} disk")
-    all_hosts = [(h.name, h.address) for h in state.hosts if h.name != name]
-    _prepare_root(cfg, root, name, sorted([*all_hosts, (name, address)], key=_host_order))
-    cgroups = _create_cgroups(cfg.name, name)
-    pid = _launch(cfg, name, root, cgroups)
-    host = HostState(name, address, pid, _start_time(pid), tuple(str(c) for c in cgroups))
-    state = _with_host(state, host)
-    _save_state(state)
-    return state
+    _prepare_root(cfg, root, name, hosts)
 
 
 def _create_host_network(cfg: LabConfig, name: str, address: str) -> None:
