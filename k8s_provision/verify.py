@@ -331,7 +331,10 @@ def parse_docker0(text: str) -> ipaddress.IPv4Interface | None:
     words = text.split()
     for i, word in enumerate(words[:-1]):
         if word == "inet":
-            return ipaddress.IPv4Interface(words[i + 1])
+            try:
+                return ipaddress.IPv4Interface(words[i + 1])
+            except ValueError:
+                return None
     return None
 
 
