@@ -502,7 +502,7 @@ def missing_requirements() -> list[str]:
     if missing:
         packages = sorted({_TOOLS[tool] for tool in missing})
         problems.append(
-            f"missing {', '.join(missing)}: run `apt-get install -y {' '.join(packages)}` "
+            f"missing {', '.join(missing)} (not on PATH): run `apt-get install -y {' '.join(packages)}` "
             "(or `k8s-provision lab up --install-deps`)"
         )
     if not (CGROUP_ROOT / "systemd" / "cgroup.procs").exists():
