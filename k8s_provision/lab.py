@@ -502,8 +502,8 @@ def missing_requirements() -> list[str]:
     if missing:
         packages = sorted({_TOOLS[tool] for tool in missing})
         problems.append(
-            f"missing {', '.join(missing)} (not on PATH): run `apt-get install -y {' '.join(packages)}` "
-            "(or `k8s-provision lab up --install-deps`)"
+            f"missing {', '.join(missing)} (not on PATH): run "
+            f"`apt-get install -y {' '.join(packages)}` (or `k8s-provision lab up --install-deps`)"
         )
     if not (CGROUP_ROOT / "systemd" / "cgroup.procs").exists():
         problems.append(
@@ -562,7 +562,7 @@ def up(nodes: int = 2, *, config: LabConfig | None = None, install_deps: bool = 
             _teardown(cfg, state)
             state = None
         if state is None:
-            state = _create_lab(cfg, ensure_base(cfg.cache_dir, progress), progress)
+            state = _create_lab(cfg, _ensure_base(cfg.cache_dir, progress), progress)
         wanted = lab_hosts(max(nodes, state.node_count))
         to_start = [
             (name, address)
@@ -693,7 +693,7 @@ def power_on(host: str, *, config: LabConfig | None = None) -> LabState:
 # Base rootfs
 
 
-def ensure_base(cache_dir: Path, progress: _Progress) -> Path:
+def _ensure_base(cache_dir: Path, progress: _Progress) -> Path:
     """The cached base rootfs for the current recipe, built when missing. Concurrent builders
     wait on a lock; a build happens in a temporary directory renamed into place when done."""
     key = recipe_key(_dpkg_arch())
@@ -996,7 +996,7 @@ def _wait_ready(cfg: LabConfig, state: LabState, names: Sequence[str], progress:
                 raise OperationFailed(
                     f"sshd did not answer within {_READY_TIMEOUT:.0f} s on "
                     + ", ".join(h.name for h in pending),
-                    details=[f"console logs: {cfg.host_dir('HOST')}/console.log"],
+                    details=[f"{h.name}: console log {cfg.console_log(h.name)}" for h in pending],
                 )
             if pending:
                 time.sleep(0.1)
@@ -1052,7 +1052,7 @@ def _teardown(cfg: LabConfig, state: LabState | None) -> None:
     parents = {Path(c).parent for h in hosts for c in h.cgroups}
     parents |= {CGROUP_ROOT / h / cfg.name for h in ("systemd", "unified")}
     for parent in parents:
-        with contextlib.suppress(FileNotFoundError, OSError):
+        with contextlib.suppress(OSError):  # gone already, or another lab host still there
             parent.rmdir()
     if cfg.state_dir.exists():
         _remove_tree(cfg.state_dir)

@@ -381,3 +381,45 @@ def test_cli_refuses_a_bad_node_count() -> None:
     result = CliRunner().invoke(group, ["up", "--nodes", "0"])
     assert result.exit_code == 2
     assert "--nodes" in result.output
+
+
+# --- rootfs cache --------------------------------------------------------------------------
+
+
+def test_concurrent_builders_build_once(short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real locking and renaming; debootstrap replaced by a slow fake."""
+    builds: list[Path] = []
+
+    def fake_debootstrap(target: Path, *_: object) -> None:
+        builds.append(target)
+        (target / "etc").mkdir(parents=True)
+        threading.Event().wait(0.5)
+        (target / "etc/os-release").write_text("bookworm\n")
+
+    monkeypatch.setenv("K8S_PROVISION_LAB_MIRROR", "http://mirror.example/debian")
+    monkeypatch.setattr(lab, "_dpkg_arch", lambda: "amd64")
+    monkeypatch.setattr(lab, "_debootstrap", fake_debootstrap)
+    monkeypatch.setattr(lab, "_customize_base", lambda root, key: None)
+    cache = short_dir / "cache"
+    stale = cache / "rootfs" / f".build-{lab.recipe_key('amd64')}-99999"
+    stale.mkdir(parents=True)  # what a killed builder leaves behind
+
+    results: list[Path] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(lab._ensure_base(cache, lab._Progress())))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(builds) == 1
+    assert len(set(results)) == 1
+    assert (results[0] / "etc/os-release").read_text() == "bookworm\n"
+    assert not list((cache / "rootfs").glob(".build-*"))
+    info = lab.base_info(cache)
+    assert info is not None
+    assert info["key"] == results[0].name
+    assert isinstance(info["size_bytes"], int)
+    assert info["size_bytes"] > 0
