@@ -7,6 +7,7 @@ play's `groups` and `hostvars` exactly as `k8s-provision render` builds it.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from ansible.errors import AnsibleError
@@ -32,7 +33,7 @@ class LookupModule(LookupBase):  # type: ignore[misc]
             from k8s_provision.errors import InventoryError
             from k8s_provision.inventory import build_cluster
             from k8s_provision.paths import templates_dir
-            from k8s_provision.render import host_context
+            from k8s_provision.render import host_context, render_host
         except ImportError as err:
             raise AnsibleError(
                 f"k8s_context: cannot import k8s_provision ({err}); run ansible-playbook from the"
@@ -50,4 +51,11 @@ class LookupModule(LookupBase):  # type: ignore[misc]
         context = host_context(cluster, host)
         # The roles render from the very directory `k8s-provision render` reads.
         context["templates_dir"] = str(templates_dir())
+        # SHA-1 of each file's content as `render` writes it: a role compares it with the
+        # host's copy and templates only the files that differ, which keeps reruns fast.
+        rendered = render_host(cluster, host)
+        for planned in context["files"]:
+            planned["checksum"] = hashlib.sha1(
+                rendered[planned["dest"]].encode(), usedforsecurity=False
+            ).hexdigest()
         return [context]
