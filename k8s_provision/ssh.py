@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shlex
 import socket
 from collections.abc import Callable, Mapping
@@ -131,6 +132,8 @@ def _describe_failure(host: Host, err: BaseException) -> str:
             f"host key of {where} is unknown; verify it and add it to known_hosts"
             f" (ssh-keyscan -p {host.connection.port or 22} {host.address} >> ~/.ssh/known_hosts)"
         )
+    if isinstance(err, paramiko.ProxyCommandFailure):
+        return f"cannot reach {where} through the ProxyCommand: {err.error}"
     if isinstance(err, paramiko.AuthenticationException):
         return f"SSH authentication failed for {host.connection.user or 'root'}@{where}: {err}"
     if isinstance(err, socket.gaierror):
@@ -181,18 +184,25 @@ class HostSession:
             sock = self._open_jump(options.proxy_jump, port)
         keys = [conn.private_key_file] if conn.private_key_file else []
         keys += list(options.identity_files)
-        client.connect(
-            self.host.address,
-            port=port,
-            username=user,
-            key_filename=[os.path.expanduser(k) for k in keys] or None,  # type: ignore[arg-type]
-            timeout=self.timeout,
-            banner_timeout=self.timeout,
-            auth_timeout=self.timeout,
-            sock=sock,
-            allow_agent=True,
-            look_for_keys=not keys,
-        )
+        try:
+            client.connect(
+                self.host.address,
+                port=port,
+                username=user,
+                key_filename=[os.path.expanduser(k) for k in keys] or None,  # type: ignore[arg-type]
+                timeout=self.timeout,
+                banner_timeout=self.timeout,
+                auth_timeout=self.timeout,
+                sock=sock,
+                allow_agent=True,
+                look_for_keys=not keys,
+            )
+        except paramiko.SSHException as err:
+            # Through a ProxyCommand paramiko only sees "no banner"; the proxy's stderr says why.
+            failure = _proxy_failure(sock)
+            if failure is None:
+                raise
+            raise paramiko.ProxyCommandFailure(" ".join(sock.cmd), failure) from err
         self._client, self._sock = client, sock
         return client
 
@@ -258,6 +268,18 @@ class HostSession:
         if self._sock is not None and hasattr(self._sock, "close"):
             self._sock.close()
         self._client = self._sock = self._jump = None
+
+
+def _proxy_failure(sock: Any) -> str | None:
+    """The last line a ProxyCommand wrote to stderr, if it wrote one. Read without waiting and
+    without reaping the process: paramiko still signals it when the transport closes."""
+    if not isinstance(sock, paramiko.ProxyCommand) or sock.process.stderr is None:
+        return None
+    stderr = sock.process.stderr
+    if not select.select([stderr], [], [], 0)[0]:
+        return None
+    lines = os.read(stderr.fileno(), 65536).decode("utf-8", "replace").strip().splitlines()
+    return lines[-1] if lines else None
 
 
 def _known_hosts_args(common_args: str | None) -> str | None:

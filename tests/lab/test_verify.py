@@ -251,6 +251,7 @@ def test_unreachable_host_is_one_failed_ssh_check(
     assert rows[0]["check"] == "ssh"
     assert rows[0]["status"] == "fail"
     assert "192.168.10.3:2222" in rows[0]["detail"]
+    assert "Connection refused" in rows[0]["detail"]
 
 
 # --- the real kubectl against the fake API server -------------------------------------------
