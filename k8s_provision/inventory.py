@@ -46,6 +46,7 @@ CONNECTION_VARIABLES = (
     "ansible_ssh_private_key_file",
     "ansible_ssh_common_args",
     "ansible_ssh_extra_args",
+    "ansible_control_path_dir",
     "ansible_python_interpreter",
     "ansible_connection",
     "ansible_become",

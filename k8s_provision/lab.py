@@ -402,6 +402,9 @@ def inventory_text(config: LabConfig, hosts: Sequence[tuple[str, str]], python: 
         "ansible_python_interpreter=/usr/bin/python3",
         "k8s_os_family=debian",
         f"ansible_ssh_common_args={common_args}",
+        "# Every lab uses the same addresses: ControlPersist sockets of their own keep Ansible",
+        "# from reusing a connection to another lab's host.",
+        f"ansible_control_path_dir={config.control_dir}",
     ]
     return "\n".join(sections) + "\n"
 

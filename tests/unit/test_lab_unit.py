@@ -221,6 +221,8 @@ def test_inventory_parses_with_ansible(cfg: lab.LabConfig, tmp_path: Path) -> No
     assert hostvars["ansible_python_interpreter"] == "/usr/bin/python3"
     assert hostvars["k8s_os_family"] == "debian"
     assert hostvars["ansible_ssh_private_key_file"] == str(cfg.key)
+    # Labs share addresses; their ControlPersist sockets must not be shared.
+    assert hostvars["ansible_control_path_dir"] == str(cfg.control_dir)
     # ansible's ssh plugin splits the common args with shlex, as ssh would.
     args = shlex.split(hostvars["ansible_ssh_common_args"])
     assert args == [
