@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from k8s_provision import __version__
-from k8s_provision.commands import lab, plan, render, reset, verify
+from k8s_provision.commands import lab, plan, render, reset, up, verify
 from k8s_provision.errors import ProvisionError
 
 
@@ -52,6 +52,7 @@ def cli(debug: bool) -> None:
     """
 
 
+cli.add_command(up.command)
 cli.add_command(render.command)
 cli.add_command(plan.command)
 cli.add_command(reset.command)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 
 from ansible.release import __version__ as ansible_version
 
 from k8s_provision.model import Cluster, Host
+from k8s_provision.report import Check
 from k8s_provision.ssh import HostSession, on_hosts
 
 # Clocks further apart than this break etcd's leases and TLS later on.
@@ -44,14 +44,6 @@ _INTERPRETERS = (
     "python",
     "/usr/bin/python2.7",
 )
-
-
-@dataclass(frozen=True)
-class Problem:
-    host: str
-    check: str
-    status: str  # "fail" or "warn"
-    detail: str
 
 
 def min_target_python(version: str = ansible_version) -> tuple[int, int]:
@@ -94,12 +86,12 @@ def _probe(session: HostSession) -> tuple[dict[str, str] | None, str | None, flo
     return parse_probe(result.stdout), None, local
 
 
-def _host_problems(host: Host, facts: dict[str, str], family: str, local: float) -> list[Problem]:
-    problems: list[Problem] = []
+def _host_problems(host: Host, facts: dict[str, str], family: str, local: float) -> list[Check]:
+    problems: list[Check] = []
     if facts.get("uid") != "0":
         user = host.connection.user or "root"
         problems.append(
-            Problem(
+            Check(
                 host.name,
                 "become",
                 "fail",
@@ -118,7 +110,7 @@ def _host_problems(host: Host, facts: dict[str, str], family: str, local: float)
         )
         fix = f"; set k8s_os_family={other}" if other else ""
         problems.append(
-            Problem(
+            Check(
                 host.name,
                 "os",
                 "fail",
@@ -130,14 +122,14 @@ def _host_problems(host: Host, facts: dict[str, str], family: str, local: float)
     match = re.search(r"(\d+)\.(\d+)$", python)
     if not match:
         problems.append(
-            Problem(host.name, "python", "fail", "no Python found; Ansible needs one on the host")
+            Check(host.name, "python", "fail", "no Python found; Ansible needs one on the host")
         )
     else:
         found = (int(match.group(1)), int(match.group(2)))
         if python_too_old(found):
             minimum = ".".join(map(str, min_target_python()))
             problems.append(
-                Problem(
+                Check(
                     host.name,
                     "python",
                     "fail",
@@ -154,7 +146,7 @@ def _host_problems(host: Host, facts: dict[str, str], family: str, local: float)
         skew = 0.0
     if abs(skew) > MAX_CLOCK_SKEW_SECONDS:
         problems.append(
-            Problem(
+            Check(
                 host.name,
                 "clock",
                 "fail",
@@ -173,24 +165,24 @@ def _duplicates(facts: dict[str, dict[str, str]], key: str) -> dict[str, list[st
     return {value: hosts for value, hosts in owners.items() if len(hosts) > 1}
 
 
-def preflight(cluster: Cluster, hosts: list[Host] | None = None) -> list[Problem]:
+def preflight(cluster: Cluster, hosts: list[Host] | None = None) -> list[Check]:
     """Every problem found, failures and warnings, in host order."""
     targets = hosts if hosts is not None else list(cluster.hosts)
     family = cluster.settings.k8s_os_family
     results = on_hosts(targets, _probe)
-    problems: list[Problem] = []
+    problems: list[Check] = []
     facts: dict[str, dict[str, str]] = {}
     for host in targets:
         found, error, local = results[host.name]
         if found is None:
-            problems.append(Problem(host.name, "ssh", "fail", error or "unreachable"))
+            problems.append(Check(host.name, "ssh", "fail", error or "unreachable"))
             continue
         facts[host.name] = found
         problems += _host_problems(host, found, family, local)
     for machine_id, owners in _duplicates(facts, "machine_id").items():
         for name in owners:
             problems.append(
-                Problem(
+                Check(
                     name,
                     "machine-id",
                     "fail",
@@ -201,7 +193,7 @@ def preflight(cluster: Cluster, hosts: list[Host] | None = None) -> list[Problem
     for hostname, owners in _duplicates(facts, "hostname").items():
         for name in owners:
             problems.append(
-                Problem(
+                Check(
                     name,
                     "hostname",
                     "warn",

@@ -8,7 +8,8 @@ from pathlib import Path
 from k8s_provision import runner
 from k8s_provision.errors import OperationFailed
 from k8s_provision.model import Cluster
-from k8s_provision.preflight import Problem, preflight
+from k8s_provision.preflight import preflight
+from k8s_provision.report import Check
 
 
 def limited_hosts(cluster: Cluster, limit: str | None) -> list[str]:
@@ -29,7 +30,7 @@ def limited_hosts(cluster: Cluster, limit: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_hosts(cluster: Cluster, limit: str | None = None) -> list[Problem]:
+def check_hosts(cluster: Cluster, limit: str | None = None) -> list[Check]:
     """Preflight; raises OperationFailed when any check fails, returns the warnings."""
     selected = set(limited_hosts(cluster, limit))
     problems = preflight(cluster, [h for h in cluster.hosts if h.name in selected])

@@ -1,0 +1,97 @@
+"""`k8s-provision up`: validate, preflight, apply site.yml, verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from k8s_provision import inventory, lab, provision, report, verify
+from k8s_provision.commands.options import become_password, playbook_options
+from k8s_provision.errors import OperationFailed, UsageError
+from k8s_provision.progress import PlaybookProgress
+
+
+@click.command("up")
+@click.argument(
+    "inventory_path", metavar="[INVENTORY]", required=False, type=click.Path(path_type=Path)
+)
+@click.option("--lab", "use_lab", is_flag=True, help="Provision the local lab (started if needed).")
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, lab.MAX_NODES),
+    default=2,
+    show_default=True,
+    help="With --lab: the number of nodes besides the master.",
+)
+@click.option(
+    "--install-deps", is_flag=True, help="With --lab: apt-get install the lab's tools when missing."
+)
+@playbook_options
+def command(
+    inventory_path: Path | None,
+    use_lab: bool,
+    nodes: int,
+    install_deps: bool,
+    limit: str | None,
+    forks: int | None,
+    verbosity: int,
+    log_dir: Path,
+    ask_become_pass: bool,
+) -> None:
+    """Provision the cluster described by INVENTORY and prove it healthy.
+
+    \b
+    1. validate the inventory (exit 2 and every problem listed when it is wrong);
+    2. preflight every host over SSH, in parallel: reachable, root or working sudo, the OS
+       family the inventory says, a Python the installed ansible-core can manage, clocks
+       within 5 s, distinct machine ids; nothing is changed when this fails;
+    3. run playbooks/site.yml with live progress; the full Ansible output goes to a log file
+       whose path is printed; a failed task is named with host, task and error;
+    4. verify the cluster (as `k8s-provision verify`) and print the report.
+
+    With --lab, INVENTORY is the local lab's, which is started first (see `k8s-provision lab`).
+    Exit 0 when everything passed, 1 when a host, task or check failed, 2 on usage errors.
+    """
+    if use_lab and inventory_path is not None:
+        raise UsageError("give an INVENTORY or --lab, not both")
+    if use_lab:
+        inventory_path = lab.up(nodes=nodes, install_deps=install_deps).inventory
+    elif inventory_path is None:
+        raise UsageError("give an INVENTORY, or --lab for the local lab")
+    cluster = inventory.load(inventory_path)
+    console = Console(highlight=False)
+    password = become_password(ask_become_pass)
+
+    with console.status("preflight: checking every host over SSH"):
+        warnings = provision.check_hosts(cluster, limit)
+    for check in warnings:
+        console.print(f"warning: {check.host}: {check.check}: {check.detail}", style="yellow")
+    console.print(f"preflight: {len(cluster.hosts)} hosts ready")
+
+    hosts = provision.limited_hosts(cluster, limit)
+    with PlaybookProgress(console, hosts, "site.yml") as progress:
+        result = provision.apply(
+            cluster,
+            inventory_path,
+            limit=limit,
+            forks=forks,
+            verbosity=verbosity,
+            on_event=progress,
+            become_password=password,
+            log_dir=log_dir,
+        )
+    console.print(
+        f"site.yml: ok on {len(result.stats)} hosts, {result.changed()} changes;"
+        f" log: {result.log_path}"
+    )
+
+    with console.status("verify: checking the cluster"):
+        health = verify.verify(cluster)
+    report.print_report(health, as_json=False, what="verify")
+    if not health.ok:
+        raise OperationFailed(
+            verify.failure_summary(health),
+            details=[f"run `k8s-provision diagnose {inventory_path}` for causes and fixes"],
+        )
