@@ -92,6 +92,11 @@ _STOP_TIMEOUT = 20.0
 _LOCK_TIMEOUT = 600.0
 _BUILD_LOCK_TIMEOUT = 1800.0
 _CLONE_NEWNET = 0x40000000
+# Each lab host's systemd, journald, logind and dbus hold inotify instances, all counted against
+# root: the kernel default of 128 runs out at about 15 hosts on the machine (every lab counts),
+# and then units such as systemd-ask-password-*.path fail at boot.
+_INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+_MIN_INOTIFY_INSTANCES = 1024
 
 # The launcher joins the lab's cgroups before it becomes systemd-nspawn, so each host gets its
 # own cgroup subtree (otherwise all hosts share one at the cgroup root). Paths come in as
@@ -578,7 +583,7 @@ def up(nodes: int = 2, *, config: LabConfig | None = None, install_deps: bool = 
                 for name, _ in to_start:
                     if (stale := state.find(name)) is not None:
                         state = _with_host(state, _stop_host(cfg, stale))
-                state = _start_hosts(cfg, state, to_start)
+                state = _start_hosts(cfg, state, to_start, progress)
         if added:
             _refresh_hosts_files(cfg, state)
         _write_access_files(cfg, state)
@@ -687,7 +692,7 @@ def power_on(host: str, *, config: LabConfig | None = None) -> LabState:
         if _alive(current):
             return state
         state = _with_host(state, _stop_host(cfg, current))
-        state = _start_hosts(cfg, state, [(current.name, current.address)])
+        state = _start_hosts(cfg, state, [(current.name, current.address)], progress)
         _wait_ready(cfg, state, [host], progress)
         return state
 
@@ -843,10 +848,13 @@ def _create_lab(cfg: LabConfig, base: Path, progress: _Progress) -> LabState:
         return state
 
 
-def _start_hosts(cfg: LabConfig, state: LabState, hosts: Sequence[tuple[str, str]]) -> LabState:
+def _start_hosts(
+    cfg: LabConfig, state: LabState, hosts: Sequence[tuple[str, str]], progress: _Progress
+) -> LabState:
     """Create the hosts' networks and disks (in parallel: host key generation dominates), then
     launch each container in the background. The state is saved after each launch, and a half
     prepared host is found by name, so `down` can always clean up."""
+    _ensure_inotify_instances(progress)
     everyone = {(h.name, h.address) for h in state.hosts} | set(hosts)
     hosts_file = sorted(everyone, key=_host_order)
     with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
@@ -858,6 +866,25 @@ def _start_hosts(cfg: LabConfig, state: LabState, hosts: Sequence[tuple[str, str
         state = _with_host(state, host)
         _save_state(state)
     return state
+
+
+def _ensure_inotify_instances(progress: _Progress) -> None:
+    """Raise the machine's inotify instance limit when it is below what several labs need (it
+    only lifts a ceiling; nothing else changes)."""
+    current = int(_INOTIFY_INSTANCES.read_text())
+    if current >= _MIN_INOTIFY_INSTANCES:
+        return
+    try:
+        _INOTIFY_INSTANCES.write_text(f"{_MIN_INOTIFY_INSTANCES}\n")
+    except OSError as err:
+        raise UsageError(
+            f"fs.inotify.max_user_instances is {current}: too low for lab hosts (each uses "
+            f"about 8); run `sysctl -w fs.inotify.max_user_instances={_MIN_INOTIFY_INSTANCES}`"
+        ) from err
+    progress.note(
+        f"raised fs.inotify.max_user_instances from {current} to {_MIN_INOTIFY_INSTANCES}: "
+        "each lab host's systemd uses about 8"
+    )
 
 
 def _prepare_host(
@@ -881,7 +908,7 @@ def _create_host_network(cfg: LabConfig, name: str, address: str) -> None:
     # A fixed MAC per address: a host that powers back on looks like the same NIC to its peers.
     mac = f"02:6b:38:73:0a:{last_octet:02x}"
     _run(["ip", "netns", "add", ns], f"create netns {ns}")
-    veth = f"vh-{name}"
+    veth = f"vh-{name}"  # in the lab netns, where names only need to be unique per lab
     peer = ["peer", "name", "eth0", "address", mac, "netns", ns]
     _run(
         ["ip", "-n", lab_ns, "link", "add", veth, "type", "veth", *peer],
@@ -1033,6 +1060,15 @@ def _stop_host(cfg: LabConfig, host: HostState) -> HostState:
     root = cfg.host_root(host.name)
     if _is_mounted(root):
         _umount(root)
+    # Delete the link first: it goes at once, while a deleted namespace (and with it the
+    # bridge end of the link) is torn down later by the kernel, racing a quick power-on.
+    veth = f"vh-{host.name}"
+    if _netns_exists(cfg.net_ns):
+        link = subprocess.run(
+            ["ip", "-n", cfg.net_ns, "link", "show", veth], capture_output=True, check=False
+        )
+        if link.returncode == 0:
+            _run(["ip", "-n", cfg.net_ns, "link", "delete", veth], f"delete link {veth}")
     ns = cfg.host_ns(host.name)
     if _netns_exists(ns):
         _run(["ip", "netns", "delete", ns], f"delete netns {ns}")

@@ -88,9 +88,18 @@ def test_hosts_see_each_other_but_not_the_outside(lab: lab_api.LabState) -> None
     assert run_on(lab.config, "node1", "ping -c1 -W2 node2 >/dev/null && echo ok") == "ok"
     outside = lab_api.ssh_run("master", "curl -sS -m 3 http://1.1.1.1/", config=lab.config)
     assert outside.returncode != 0
-    assert run_on(lab.config, "master", "systemctl is-enabled etcd || true") == "disabled"
     assert run_on(lab.config, "master", "python3 -c 'import apt; print(1)'") == "1"
     assert "Client Version" in run_on(lab.config, "master", "kubectl version --client")
+
+
+def test_base_image_is_generic(lab: lab_api.LabState) -> None:
+    # Checked in the image, not on hosts: other lab tests may converge the session lab.
+    base = lab.base
+    assert not list((base / "etc/ssh").glob("ssh_host_*"))
+    assert (base / "etc/machine-id").read_text() == ""
+    assert "nameserver" not in (base / "etc/resolv.conf").read_text()
+    assert not (base / "etc/systemd/system/multi-user.target.wants/etcd.service").exists()
+    assert not (base / "root/.ssh/authorized_keys").exists()
 
 
 def test_paramiko_uses_the_inventory_proxycommand(lab: lab_api.LabState) -> None:
