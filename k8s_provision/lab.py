@@ -85,8 +85,10 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Lab names become parts of netns, cgroup and interface names; no hyphen keeps `<name>-<host>`
 # unambiguous between two labs.
 _NAME_RE = re.compile(r"[a-z][a-z0-9]{0,15}")
-# ssh appends ~17 characters to the control socket path and sun_path holds 107.
-_MAX_STATE_DIR_LEN = 60
+# SSH control sockets live in <state dir>/cp/: Ansible's are named by a 40-character hash (%C)
+# and ssh adds a 17-character temporary suffix, all within sun_path's 107 characters. 45 still
+# fits the default directory of the longest lab name.
+_MAX_STATE_DIR_LEN = 45
 _READY_TIMEOUT = 90.0
 _STOP_TIMEOUT = 20.0
 _LOCK_TIMEOUT = 600.0

@@ -68,6 +68,8 @@ def test_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.cache_dir == Path("/srv/cache")
     # An explicit name gets its own directory: the environment's belongs to the other lab.
     assert lab.make_config("mine").state_dir == Path("/var/lib/k8s-provision/labs/mine")
+    # The longest lab name still fits the default directory (control socket path budget).
+    assert lab.make_config("a" * 16).name == "a" * 16
 
 
 @pytest.mark.parametrize("name", ["", "K8sp", "k8s-p", "1lab", "a" * 17, "lab/x"])
@@ -76,7 +78,7 @@ def test_bad_lab_names_are_rejected(name: str) -> None:
         lab.make_config(name)
 
 
-@pytest.mark.parametrize("state_dir", ["/tmp/" + "x" * 60, "/tmp/a b", "/tmp/a,b", "/tmp/a:b"])
+@pytest.mark.parametrize("state_dir", ["/tmp/" + "x" * 41, "/tmp/a b", "/tmp/a,b", "/tmp/a:b"])
 def test_unusable_state_dirs_are_rejected(state_dir: str) -> None:
     with pytest.raises(UsageError, match="K8S_PROVISION_LAB_DIR"):
         lab.make_config("x", state_dir=Path(state_dir))
