@@ -41,7 +41,7 @@ def command(
     if as_json:
         click.echo(json.dumps({"changes": [asdict(c) for c in changes]}, indent=2))
         return
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     if not changes:
         console.print("plan: no changes; the cluster matches the inventory")
         return

@@ -39,7 +39,7 @@ def command(
     confirm_or_refuse(
         f"Reset {len(names)} hosts ({', '.join(names)}) and delete the etcd data?", yes
     )
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     with PlaybookProgress(console, names, "reset.yml") as progress:
         result = lifecycle.reset(
             inventory_path,

@@ -61,7 +61,7 @@ def command(
     elif inventory_path is None:
         raise UsageError("give an INVENTORY, or --lab for the local lab")
     cluster = inventory.load(inventory_path)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     password = become_password(ask_become_pass)
 
     with console.status("preflight: checking every host over SSH"):
