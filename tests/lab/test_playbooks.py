@@ -117,6 +117,16 @@ def test_flannel_network_key_is_readable_from_every_member(
     assert expected["Network"] == cluster.settings.flannel_network
 
 
+def test_every_host_lists_the_cluster_hosts_in_etc_hosts(
+    lab: lab_api.LabState, converged: subprocess.CompletedProcess[str], cluster: Cluster
+) -> None:
+    expected = [f"{host.ip} {host.name}" for host in cluster.hosts]
+    for host in cluster.hosts:
+        lines = run_on(lab, host.name, "cat /etc/hosts").splitlines()
+        begin = lines.index("# BEGIN k8s-provision cluster hosts")
+        assert lines[begin + 1 : begin + 1 + len(expected)] == expected, (host.name, lines)
+
+
 def test_hosts_hold_exactly_the_files_render_writes(
     lab: lab_api.LabState, converged: subprocess.CompletedProcess[str], tmp_path: Path
 ) -> None:
@@ -195,6 +205,16 @@ def test_preflight_refuses_an_os_family_that_does_not_match(
     assert result.returncode == 2, explain(result)
     assert "runs Debian" in result.stdout
     assert "k8s_os_family=redhat" in result.stdout
+    assert "PLAY [Prepare the hosts]" not in result.stdout
+
+
+def test_preflight_refuses_own_binaries_as_not_supported(
+    lab: lab_api.LabState, converged: subprocess.CompletedProcess[str]
+) -> None:
+    result = playbook(lab, "site.yml", "-e", "k8s_binaries_dir=/opt/k8s/bin")
+    assert result.returncode == 2, explain(result)
+    assert "k8s_binaries_dir is set (/opt/k8s/bin)" in result.stdout
+    assert "not supported yet" in result.stdout
     assert "PLAY [Prepare the hosts]" not in result.stdout
 
 
