@@ -14,6 +14,10 @@ class ProvisionError(Exception):
         self.message = message
         self.details = details or []
 
+    def __str__(self) -> str:
+        # Tracebacks and pytest show the details too, not only the headline.
+        return "\n".join([self.message, *self.details])
+
 
 class UsageError(ProvisionError):
     """Bad option, missing file, or an environment the command cannot run in (exit 2)."""
