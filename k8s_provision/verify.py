@@ -27,6 +27,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import re
 import shlex
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -146,7 +147,8 @@ def probes_for(cluster: Cluster, host: Host) -> list[Probe]:
         probes.append(Probe("docker0", "ip -o -4 addr show dev docker0"))
     if host.is_master:
         api = _api_url(cluster)
-        kubectl = f"kubectl -s {api} --request-timeout=10s"
+        # No --request-timeout: kubectl 1.5 may lack it; the probe's `timeout` bounds it.
+        kubectl = f"kubectl -s {api}"
         probes += [
             Probe("healthz", f"{_CURL} {api}/healthz"),
             # The full resource name: 1.5 discovery has no short names, so `cs` is unknown.
@@ -268,7 +270,9 @@ def _curl_error(output: Output) -> str:
     if output.exit_code == 127:
         return "curl is not installed on this host"
     lines = [line for line in output.stderr.splitlines() if line.strip()]
-    return lines[-1].removeprefix("curl: ") if lines else f"curl exited {output.exit_code}"
+    if not lines:
+        return f"curl exited {output.exit_code}"
+    return re.sub(r"^curl: \(\d+\) ", "", lines[-1])
 
 
 def etcdctl_problem(output: Output) -> str:
@@ -283,8 +287,8 @@ def etcdctl_problem(output: Output) -> str:
         if line.strip() and not line.lstrip().startswith("{")
     ]
     for line in lines:
-        if " is unhealthy" in line:
-            return line
+        if " is unhealthy: " in line:
+            return line.split(" is unhealthy: ", 1)[1]
     return lines[-1].removeprefix("Error: ") if lines else f"etcdctl exited {output.exit_code}"
 
 
@@ -464,8 +468,9 @@ def etcd_members_check(ctx: _Context, host: Host) -> Check:
         if ids[host.name] != common:
             others = ", ".join(h for h, i in ids.items() if i == common)
             problems.append(
-                f"this member is in another etcd cluster than {others} (stale data dir: stop"
-                " etcd, empty its data dir and start it again to rejoin)"
+                f"this member is in another etcd cluster than {others}: its data dir holds"
+                " another cluster; empty it and re-add the member (etcdctl member remove/add,"
+                " then start it with ETCD_INITIAL_CLUSTER_STATE=existing)"
             )
     if problems:
         return Check(host.name, name, "fail", "; ".join(problems))
@@ -476,9 +481,8 @@ def etcd_members_check(ctx: _Context, host: Host) -> Check:
 
 @dataclass(frozen=True)
 class _Flannel:
-    """What etcd says about flannel, read on one member; `source` None when no member could."""
+    """What etcd says about flannel, read on the first etcd member that answers."""
 
-    source: str | None
     config_check: Check | None
     leases: dict[str, str] | None
     why_not: str
@@ -490,11 +494,11 @@ def _flannel(ctx: _Context) -> _Flannel:
     name = "flannel:network-key"
     candidates = [h for h in ctx.cluster.etcd if ctx.reachable(h)]
     if not candidates:
-        return _Flannel(None, None, None, "no etcd member is reachable over SSH")
+        return _Flannel(None, None, "no etcd member is reachable over SSH")
     installed = [h for h in candidates if ctx.installed(ctx.cluster.host(h), "etcd")]
     if not installed:
         why = f"etcd is not installed on {', '.join(candidates)}"
-        return _Flannel(None, Check(candidates[0], name, "skip", why), None, why)
+        return _Flannel(Check(candidates[0], name, "skip", why), None, why)
     answered = [
         h
         for h in installed
@@ -506,7 +510,7 @@ def _flannel(ctx: _Context) -> _Flannel:
         error = _curl_error(out) if out is not None else "no output"
         detail = f"cannot read {key} from etcd at {_etcd_url(ctx.cluster, host)}: {error}"
         why = "no etcd member answered (see flannel:network-key)"
-        return _Flannel(None, Check(host.name, name, "fail", detail), None, why)
+        return _Flannel(Check(host.name, name, "fail", detail), None, why)
     source = answered[0]
     url = _etcd_url(ctx.cluster, ctx.cluster.host(source))
     config_out = ctx.output(source, "flannel-config")
@@ -527,7 +531,7 @@ def _flannel(ctx: _Context) -> _Flannel:
         leases = {}  # no flanneld has registered yet
     else:
         why = f"cannot read {s.flannel_etcd_prefix}/subnets from {url} (HTTP {code})"
-    return _Flannel(source, check, leases, why)
+    return _Flannel(check, leases, why)
 
 
 def network_key_check(
@@ -550,8 +554,9 @@ def network_key_check(
                 host,
                 name,
                 "fail",
-                f'{key} is missing from etcd (flanneld fails with "Key not found"): re-run'
-                f' up, or store it: etcdctl mk {key} \'{{"Network":"{network}"}}\'',
+                f'{key} is missing from etcd (flanneld fails with "Key not found"): run'
+                " `k8s-provision up` again, or store it:"
+                f' ETCDCTL_API=2 etcdctl mk {key} \'{{"Network":"{network}"}}\'',
             )
         return Check(
             host,
@@ -719,6 +724,10 @@ def _kubectl_json(
         return Check(master.name, name, "fail", "no output")
     if output.exit_code == 127:
         return Check(master.name, name, "fail", "kubectl is not installed on this host")
+    if output.exit_code == 124:
+        return Check(
+            master.name, name, "fail", f"kubectl get {what} timed out after {PROBE_TIMEOUT} s"
+        )
     if output.exit_code != 0:
         lines = [line for line in output.stderr.splitlines() if line.strip()] or [output.text]
         return Check(master.name, name, "fail", f"kubectl get {what} failed: {lines[-1]}")
@@ -867,7 +876,9 @@ def evaluate(cluster: Cluster, facts: Mapping[str, HostFacts]) -> Report:
         )
         units = ctx.units(host)
         unit_output = ctx.output(host.name, "units")
-        unit_error = unit_output.text if unit_output is not None else ""
+        unit_error = "no state reported for this unit"
+        if unit_output is not None and unit_output.exit_code != 0:
+            unit_error = unit_output.stderr.strip() or f"exit {unit_output.exit_code}"
         checks += [unit_check(host, u, units.get(u), unit_error) for u in host_units(host)]
         if host.is_etcd:
             checks += [etcd_health_check(ctx, host), etcd_members_check(ctx, host)]
