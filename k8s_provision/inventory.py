@@ -11,7 +11,7 @@ import io
 import ipaddress
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from k8s_provision.model import (
     settings_field_types,
     variable_spec,
 )
+from k8s_provision.ssh_args import parse_ssh_args
 
 # Group names accepted for each role, preferred name first: the classic layout, its singular
 # spelling, and kubespray's names so existing inventories work unchanged.
@@ -56,6 +57,9 @@ CONNECTION_VARIABLES = (
     "ansible_password",
     "ansible_ssh_pass",
 )
+
+# kubespray's name for the jump host every other host is reached through.
+BASTION_GROUP = "bastion"
 
 PORT_VARIABLES = ("etcd_client_port", "etcd_peer_port", "kube_api_port", "kubelet_port")
 _TRUE = {"true", "yes", "on", "1"}
@@ -461,13 +465,21 @@ def build_cluster(
     problem. `hostvars` maps each host to its resolved variables."""
     problems = _Problems(source)
     masters, nodes, etcd = _check_roles(groups, problems)
-    all_hosts = [str(h) for h in groups.get("all", [])]
+    bastion = _bastion(groups, hostvars, problems)
+    members = {*masters, *nodes, *etcd}
+    all_hosts = [
+        str(h)
+        for h in groups.get("all", [])
+        if bastion is None or h != bastion.name or h in members
+    ]
     missing = [h for h in [*masters, *nodes, *etcd] if h not in all_hosts]
     all_hosts += list(dict.fromkeys(missing))
     if not all_hosts:
         problems.add("no hosts")
     roles = {ROLE_MASTER: set(masters), ROLE_NODE: set(nodes), ROLE_ETCD: set(etcd)}
     hosts = _build_hosts(all_hosts, roles, hostvars, groups, problems)
+    if bastion is not None:
+        hosts = [_through(host, bastion) for host in hosts]
     values = _setting_values(all_hosts, hostvars, problems)
     _check_settings(values, problems)
     _check_duplicates(hosts, problems)
@@ -489,7 +501,43 @@ def build_cluster(
         nodes=tuple(nodes),
         etcd=tuple(etcd),
         settings=Settings(**{f.name: values[f.name] for f in fields(Settings)}),
+        bastion=bastion,
     )
+
+
+def _bastion(
+    groups: Mapping[str, Sequence[str]],
+    hostvars: Mapping[str, Mapping[str, Any]],
+    problems: _Problems,
+) -> Host | None:
+    names = [str(h) for h in groups.get(BASTION_GROUP, [])]
+    if not names:
+        return None
+    if len(names) > 1:
+        problems.add(
+            f"{len(names)} hosts ({', '.join(names)}); give exactly one bastion",
+            field=BASTION_GROUP,
+        )
+    name = names[0]
+    vars_ = hostvars[name]
+    return Host(
+        name=name,
+        address=str(vars_.get("ansible_host") or name),
+        ip="",
+        roles=frozenset(),
+        kube_node_name="",
+        flannel_iface="",
+        connection=_connection(vars_),
+    )
+
+
+def _through(host: Host, bastion: Host) -> Host:
+    """Route the host through the bastion unless it is the bastion or has a proxy of its own."""
+    conn = host.connection
+    own = parse_ssh_args(conn.ssh_common_args, conn.ssh_extra_args)
+    if host.name == bastion.name or own.proxy_command or own.proxy_jump:
+        return host
+    return replace(host, connection=replace(conn, via=bastion))
 
 
 # Reading the inventory through ansible-core.

@@ -93,6 +93,9 @@ class ConnectionSettings:
     become: bool = False
     become_user: str | None = None
     python_interpreter: str | None = None
+    # The bastion (kubespray's `bastion` group) this host is reached through, when the host
+    # has no ProxyCommand/ProxyJump of its own.
+    via: Host | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class Cluster:
     nodes: tuple[str, ...]
     etcd: tuple[str, ...]
     settings: Settings
+    bastion: Host | None = None
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

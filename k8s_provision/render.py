@@ -19,6 +19,7 @@ import jinja2
 from k8s_provision.errors import UsageError
 from k8s_provision.model import Cluster, Host, Settings
 from k8s_provision.paths import templates_dir
+from k8s_provision.ssh_args import bastion_ssh_args
 
 # Where each family keeps the files whose location differs; everything else is shared.
 FAMILY_PATHS: dict[str, dict[str, str]] = {
@@ -143,6 +144,8 @@ def host_context(cluster: Cluster, name: str) -> dict[str, Any]:
         "is_etcd": host.is_etcd,
         "runs_flannel": host.runs_flannel,
         "etcd_initial_cluster_state": "new",
+        # What the first play sets as ansible_ssh_extra_args to reach the host via the bastion.
+        "bastion_ssh_args": bastion_ssh_args(host.connection.via) if host.connection.via else "",
     }
     context["files"] = [asdict(f) for f in planned_files(cluster, host)]
     return context

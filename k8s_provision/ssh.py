@@ -13,13 +13,14 @@ import shlex
 import socket
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paramiko
 
 from k8s_provision.model import ConnectionSettings, Host
+from k8s_provision.ssh_args import expand_tokens, parse_ssh_args
 
 # paramiko logs every failed handshake with a traceback; failures are reported per host instead.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
@@ -57,66 +58,6 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.error is None and self.exit_code == 0
-
-
-@dataclass(frozen=True)
-class SshOptions:
-    """What ansible_ssh_common_args/ansible_ssh_extra_args say, in the subset SSH checks need."""
-
-    proxy_command: str | None = None
-    proxy_jump: str | None = None
-    known_hosts_files: tuple[str, ...] = ()
-    strict_host_key_checking: bool = True
-    identity_files: tuple[str, ...] = ()
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-def parse_ssh_args(*args: str | None) -> SshOptions:
-    """Parse OpenSSH command-line options (-o Key=Value, -o Key Value, -J, -i)."""
-    words: list[str] = []
-    for arg in args:
-        if arg:
-            words += shlex.split(arg)
-    options: dict[str, str] = {}
-    identities: list[str] = []
-    jump: str | None = None
-    i = 0
-    while i < len(words):
-        word = words[i]
-        value = words[i + 1] if i + 1 < len(words) else ""
-        if word == "-o" or word.startswith("-o"):
-            text = word[2:] if word != "-o" else value
-            i += 1 if word != "-o" else 2
-            key, sep, val = text.partition("=")
-            if not sep:
-                key, _, val = text.partition(" ")
-            options[key.strip().lower()] = val.strip()
-            continue
-        if word == "-J":
-            jump = value
-            i += 2
-            continue
-        if word == "-i":
-            identities.append(value)
-            i += 2
-            continue
-        i += 1
-    known = tuple(os.path.expanduser(p) for p in options.pop("userknownhostsfile", "").split())
-    strict = options.pop("stricthostkeychecking", "yes").lower() not in ("no", "off")
-    return SshOptions(
-        proxy_command=options.pop("proxycommand", None),
-        proxy_jump=options.pop("proxyjump", None) or jump,
-        known_hosts_files=known,
-        strict_host_key_checking=strict,
-        identity_files=tuple(identities),
-        extra=options,
-    )
-
-
-def _expand(command: str, host: str, port: int, user: str) -> str:
-    return (
-        command.replace("%h", host).replace("%p", str(port)).replace("%r", user).replace("%%", "%")
-    )
 
 
 def _describe_failure(host: Host, err: BaseException) -> str:
@@ -178,10 +119,12 @@ class HostSession:
         )
         sock: Any = None
         if options.proxy_command and options.proxy_command.lower() != "none":
-            proxy = _expand(options.proxy_command, self.host.address, port, user)
+            proxy = expand_tokens(options.proxy_command, self.host.address, port, user)
             sock = paramiko.ProxyCommand(proxy)
         elif options.proxy_jump:
-            sock = self._open_jump(options.proxy_jump, port)
+            sock = self._channel_through(_jump_host(options.proxy_jump, self.host), port)
+        elif conn.via is not None:
+            sock = self._channel_through(conn.via, port)
         keys = [conn.private_key_file] if conn.private_key_file else []
         keys += list(options.identity_files)
         try:
@@ -206,28 +149,12 @@ class HostSession:
         self._client, self._sock = client, sock
         return client
 
-    def _open_jump(self, spec: str, port: int) -> Any:
-        jump_user, _, rest = spec.rpartition("@")
-        jump_host, _, jump_port = rest.partition(":")
-        jump = Host(
-            name=f"jump:{jump_host}",
-            address=jump_host,
-            ip=jump_host,
-            roles=frozenset(),
-            kube_node_name="",
-            flannel_iface="",
-            connection=ConnectionSettings(
-                user=jump_user or self.host.connection.user,
-                port=int(jump_port) if jump_port.isdigit() else None,
-                private_key_file=self.host.connection.private_key_file,
-                # The jump host is checked against the same known_hosts files.
-                ssh_common_args=_known_hosts_args(self.host.connection.ssh_common_args),
-            ),
-        )
+    def _channel_through(self, jump: Host, port: int) -> Any:
+        """A TCP channel to this host opened from an SSH session on `jump`."""
         self._jump = HostSession(jump, self.timeout)
         transport = self._jump._connect().get_transport()
         if transport is None:
-            raise paramiko.SSHException(f"jump host {jump_host} closed the connection")
+            raise paramiko.SSHException(f"jump host {jump.address} closed the connection")
         return transport.open_channel(
             "direct-tcpip", (self.host.address, port), ("127.0.0.1", 0), timeout=self.timeout
         )
@@ -282,11 +209,27 @@ def _proxy_failure(sock: Any) -> str | None:
     return lines[-1] if lines else None
 
 
-def _known_hosts_args(common_args: str | None) -> str | None:
-    options = parse_ssh_args(common_args)
-    if not options.known_hosts_files:
-        return None
-    return "-o UserKnownHostsFile=" + shlex.quote(" ".join(options.known_hosts_files))
+def _jump_host(spec: str, target: Host) -> Host:
+    """The host of a ProxyJump spec ([user@]host[:port]), with the target's key and known_hosts
+    files so its key is checked the same way."""
+    user, _, rest = spec.rpartition("@")
+    address, _, port = rest.partition(":")
+    known = parse_ssh_args(target.connection.ssh_common_args).known_hosts_files
+    return Host(
+        name=f"jump:{address}",
+        address=address,
+        ip=address,
+        roles=frozenset(),
+        kube_node_name="",
+        flannel_iface="",
+        connection=ConnectionSettings(
+            user=user or target.connection.user,
+            port=int(port) if port.isdigit() else None,
+            private_key_file=target.connection.private_key_file,
+            ssh_common_args=" ".join(f"-o UserKnownHostsFile={shlex.quote(k)}" for k in known)
+            or None,
+        ),
+    )
 
 
 def on_hosts(

@@ -174,3 +174,29 @@ def test_edit_distance_counts_a_swap_as_one() -> None:
     assert inventory.edit_distance("nodse", "nodes") == 1
     assert inventory.edit_distance("abc", "abc") == 0
     assert inventory.edit_distance("", "abc") == 3
+
+
+def test_bastion_group_routes_hosts_without_a_proxy_of_their_own(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text(
+        "[bastion]\nbastion ansible_host=203.0.113.5 ansible_user=jump\n"
+        "[masters]\nm ansible_host=10.0.0.1\n[nodes]\nn1 ansible_host=10.0.0.2\n"
+        "n2 ansible_host=10.0.0.3 ansible_ssh_common_args='-o ProxyJump=other@198.51.100.7'\n"
+    )
+    cluster = inventory.load(path)
+    assert [h.name for h in cluster.hosts] == ["m", "n1", "n2"]
+    assert cluster.bastion is not None and cluster.bastion.address == "203.0.113.5"
+    assert cluster.host("m").connection.via == cluster.bastion
+    assert cluster.host("n2").connection.via is None
+    assert cluster.bastion.connection.user == "jump"
+
+
+def test_two_bastions_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text(
+        "[bastion]\nb1 ansible_host=203.0.113.5\nb2 ansible_host=203.0.113.6\n"
+        "[masters]\nm ansible_host=10.0.0.1\n[nodes]\nn1 ansible_host=10.0.0.2\n"
+        "n2 ansible_host=10.0.0.3\n"
+    )
+    with pytest.raises(InventoryError, match="bastion"):
+        inventory.load(path)

@@ -1,7 +1,15 @@
 from __future__ import annotations
 
+import shlex
+
 from k8s_provision.model import ConnectionSettings, Host
-from k8s_provision.ssh import HostSession, parse_ssh_args
+from k8s_provision.ssh import HostSession
+from k8s_provision.ssh_args import (
+    bastion_proxy_command,
+    bastion_ssh_args,
+    expand_tokens,
+    parse_ssh_args,
+)
 
 
 def test_parse_ssh_args_reads_proxy_known_hosts_and_checking() -> None:
@@ -58,3 +66,36 @@ def test_unreachable_host_is_a_result_not_an_exception() -> None:
     assert not result.ok
     assert result.exit_code is None
     assert result.error is not None and "127.0.0.1:1" in result.error
+
+
+def test_expand_tokens_leaves_escaped_percent_for_an_inner_ssh() -> None:
+    assert (
+        expand_tokens("relay %h %p %r %%h", "10.0.0.1", 22, "root") == "relay 10.0.0.1 22 root %h"
+    )
+
+
+def test_bastion_proxy_command_carries_the_bastions_own_settings() -> None:
+    bastion = Host(
+        name="bastion",
+        address="192.168.10.1",
+        ip="",
+        roles=frozenset(),
+        kube_node_name="",
+        flannel_iface="",
+        connection=ConnectionSettings(
+            user="admin",
+            port=2200,
+            private_key_file="/keys/id",
+            ssh_common_args='-o UserKnownHostsFile=/lab/kh -o ProxyCommand="relay %h %p"',
+        ),
+    )
+    command = bastion_proxy_command(bastion)
+    words = shlex.split(command)
+    assert words[:5] == ["ssh", "-W", "%h:%p", "-p", "2200"]
+    assert words[5:7] == ["-i", "/keys/id"]
+    assert "UserKnownHostsFile=/lab/kh" in words
+    assert "StrictHostKeyChecking=yes" in words
+    assert "ProxyCommand=relay %%h %%p" in words
+    assert words[-1] == "admin@192.168.10.1"
+    # Ansible splits ansible_ssh_extra_args with shlex: one -o and one ProxyCommand option.
+    assert shlex.split(bastion_ssh_args(bastion)) == ["-o", "ProxyCommand=" + command]
