@@ -36,14 +36,17 @@ def converge(config: lab.LabConfig) -> None:
     # A ControlPersist directory of the lab's own: ansible.cfg's default is shared by all labs.
     env = {**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(config.control_dir)}
     playbook = Path(sys.executable).parent / "ansible-playbook"
-    subprocess.run(
+    result = subprocess.run(
         [str(playbook), "-i", str(config.inventory), str(REPO / "playbooks" / "site.yml")],
         cwd=REPO,
         env=env,
-        check=True,
         capture_output=True,
+        text=True,
         timeout=1800,
+        check=False,
     )
+    if result.returncode != 0:
+        sys.exit(f"site.yml failed (exit {result.returncode}):\n{result.stdout[-3000:]}")
 
 
 def start_fake_api(config: lab.LabConfig) -> None:
