@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import difflib
+import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from k8s_provision import runner
+from k8s_provision.errors import OperationFailed, UsageError
+from k8s_provision.model import Cluster, Host
+from k8s_provision.preflight import preflight
+from k8s_provision.ssh import HostSession
 
 PACKAGE_ACTIONS = {"package", "yum", "dnf", "apt"}
 SERVICE_ACTIONS = {"service", "systemd", "systemd_service"}
@@ -128,3 +134,155 @@ def reset(
     )
     runner.raise_for_failure(result)
     return result
+
+
+def _named_hosts(cluster: Cluster, names: list[str]) -> list[Host]:
+    unknown = [n for n in names if n not in {h.name for h in cluster.hosts}]
+    if unknown:
+        raise UsageError(
+            f"{', '.join(unknown)}: not in {cluster.source}; add the host to the inventory first"
+        )
+    return [cluster.host(n) for n in dict.fromkeys(names)]
+
+
+def add_node(
+    cluster: Cluster,
+    inventory_path: Path,
+    names: list[str],
+    *,
+    forks: int | None = None,
+    verbosity: int = 0,
+    on_event: runner.EventHandler | None = None,
+    log_dir: Path | None = None,
+    become_password: str | None = None,
+) -> runner.RunResult:
+    """Bring hosts just added to the inventory into the running cluster. The new hosts are
+    preflighted; then site.yml converges every host, which changes nothing on the others
+    unless the new hosts change their configuration (a new etcd member is added to the
+    cluster with `member add`, one at a time, and joins as `existing`)."""
+    hosts = _named_hosts(cluster, names)
+    failures = [c for c in preflight(cluster, hosts) if c.status == "fail"]
+    if failures:
+        raise OperationFailed(
+            f"preflight failed on {', '.join(sorted({c.host for c in failures}))};"
+            " no host was changed",
+            details=[f"{c.host}: {c.check}: {c.detail}" for c in failures],
+        )
+    result = runner.run_playbook(
+        runner.playbook_path("site.yml"),
+        inventory_path,
+        forks=forks,
+        verbosity=verbosity,
+        on_event=on_event,
+        log_dir=log_dir,
+        become_password=become_password,
+    )
+    runner.raise_for_failure(result)
+    return result
+
+
+@dataclass(frozen=True)
+class Removal:
+    host: str
+    step: str
+    detail: str
+
+
+def _etcdctl(cluster: Cluster, members: list[Host]) -> str:
+    endpoints = ",".join(f"http://{h.ip}:{cluster.settings.etcd_client_port}" for h in members)
+    return f"ETCDCTL_API=3 etcdctl --endpoints={endpoints} --dial-timeout=3s --command-timeout=10s"
+
+
+def _remove_etcd_member(cluster: Cluster, host: Host, remaining: list[Host]) -> Removal:
+    session = HostSession(remaining[0])
+    try:
+        etcdctl = _etcdctl(cluster, remaining)
+        listed = session.run(f"{etcdctl} member list -w json")
+        if not listed.ok:
+            raise OperationFailed(
+                f"cannot list the etcd members from {remaining[0].name} before removing"
+                f" {host.name}: {(listed.error or listed.stderr).strip()}"
+            )
+        members = json.loads(listed.stdout).get("members", [])
+        ids = [m["ID"] for m in members if m.get("name") == host.name]
+        if not ids:
+            return Removal(host.name, "etcd", "not an etcd member any more")
+        member_id = f"{ids[0]:x}"
+        removed = session.run(f"{etcdctl} member remove {member_id}")
+        if not removed.ok:
+            raise OperationFailed(
+                f"etcd member remove {member_id} ({host.name}) failed:"
+                f" {(removed.error or removed.stderr).strip()}"
+            )
+        return Removal(host.name, "etcd", f"member {member_id} removed")
+    finally:
+        session.close()
+
+
+def _delete_kube_node(cluster: Cluster, host: Host) -> Removal:
+    s = cluster.settings
+    master = cluster.master
+    session = HostSession(master)
+    try:
+        server = f"http://{master.ip}:{s.kube_api_port}"
+        probe = session.run(f"curl -sS -m 5 -o /dev/null {server}/healthz", timeout=20)
+        if not probe.ok:
+            return Removal(host.name, "kubernetes", f"skipped: no API answers at {server}")
+        name = shlex.quote(host.kube_node_name)
+        deleted = session.run(
+            f"kubectl -s {server} delete node {name} --ignore-not-found", timeout=60
+        )
+        if not deleted.ok:
+            raise OperationFailed(
+                f"kubectl delete node {host.kube_node_name} failed on {master.name}:"
+                f" {(deleted.error or deleted.stderr).strip()}"
+            )
+        return Removal(host.name, "kubernetes", f"node {host.kube_node_name} deleted")
+    finally:
+        session.close()
+
+
+def remove_node(
+    cluster: Cluster,
+    inventory_path: Path,
+    names: list[str],
+    *,
+    forks: int | None = None,
+    verbosity: int = 0,
+    on_event: runner.EventHandler | None = None,
+    log_dir: Path | None = None,
+    become_password: str | None = None,
+) -> list[Removal]:
+    """Take hosts out of the cluster: delete them from Kubernetes where an API answers, remove
+    their etcd members (one at a time, through a remaining member), then run reset.yml on them
+    only. The inventory still lists them; the caller tells the operator to delete them there
+    and rerun `up` so the other hosts stop naming them."""
+    hosts = _named_hosts(cluster, names)
+    if cluster.master in hosts:
+        raise UsageError(f"{cluster.master.name} is the master; remove-node cannot remove it")
+    leaving = {h.name for h in hosts}
+    remaining = [cluster.host(n) for n in cluster.etcd if n not in leaving]
+    if not remaining:
+        raise UsageError("that would remove every etcd member; use `reset` to tear down")
+    steps: list[Removal] = []
+    for host in hosts:
+        if host.is_node:
+            steps.append(_delete_kube_node(cluster, host))
+        if host.is_etcd:
+            steps.append(_remove_etcd_member(cluster, host, remaining))
+    result = runner.run_playbook(
+        runner.playbook_path("reset.yml"),
+        inventory_path,
+        limit=",".join(h.name for h in hosts),
+        forks=forks,
+        verbosity=verbosity,
+        extra_vars={"k8s_reset_confirm": "yes"},
+        on_event=on_event,
+        log_dir=log_dir,
+        become_password=become_password,
+    )
+    runner.raise_for_failure(result)
+    steps += [
+        Removal(h.name, "reset", "services stopped, configuration and data removed") for h in hosts
+    ]
+    return steps

@@ -22,14 +22,17 @@ def inventory_argument(func: F) -> F:
     )
 
 
+def limit_option(func: F) -> F:
+    return click.option(
+        "--limit",
+        metavar="PATTERN",
+        help="Only these hosts or groups (an Ansible host pattern, e.g. node3 or nodes).",
+    )(func)
+
+
 def playbook_options(func: F) -> F:
-    """--limit, --forks, -v, --log-dir and --ask-become-pass."""
+    """--forks, -v, --log-dir and --ask-become-pass."""
     options = [
-        click.option(
-            "--limit",
-            metavar="PATTERN",
-            help="Only these hosts or groups (an Ansible host pattern, e.g. node3 or nodes).",
-        ),
         click.option(
             "--forks", type=click.IntRange(1, 200), help="Hosts Ansible works on at once."
         ),

@@ -10,11 +10,17 @@ import click
 from rich.console import Console
 
 from k8s_provision import inventory, lifecycle
-from k8s_provision.commands.options import become_password, inventory_argument, playbook_options
+from k8s_provision.commands.options import (
+    become_password,
+    inventory_argument,
+    limit_option,
+    playbook_options,
+)
 
 
 @click.command("plan")
 @inventory_argument
+@limit_option
 @playbook_options
 @click.option("--json", "as_json", is_flag=True, help='Print {"changes": [...]} only.')
 def command(

@@ -12,6 +12,7 @@ from k8s_provision.commands.options import (
     become_password,
     confirm_or_refuse,
     inventory_argument,
+    limit_option,
     playbook_options,
 )
 from k8s_provision.progress import PlaybookProgress
@@ -19,6 +20,7 @@ from k8s_provision.progress import PlaybookProgress
 
 @click.command("reset")
 @inventory_argument
+@limit_option
 @playbook_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def command(

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 
 from k8s_provision import inventory, lab, provision, report, verify
-from k8s_provision.commands.options import become_password, playbook_options
+from k8s_provision.commands.options import become_password, limit_option, playbook_options
 from k8s_provision.errors import OperationFailed, UsageError
 from k8s_provision.progress import PlaybookProgress
 
@@ -28,6 +28,7 @@ from k8s_provision.progress import PlaybookProgress
 @click.option(
     "--install-deps", is_flag=True, help="With --lab: apt-get install the lab's tools when missing."
 )
+@limit_option
 @playbook_options
 def command(
     inventory_path: Path | None,

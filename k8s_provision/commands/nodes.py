@@ -1,0 +1,105 @@
+"""`k8s-provision add-node` and `remove-node`: grow and shrink a running cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from k8s_provision import inventory, lifecycle, report, verify
+from k8s_provision.commands.options import (
+    become_password,
+    confirm_or_refuse,
+    inventory_argument,
+    playbook_options,
+)
+from k8s_provision.errors import OperationFailed
+from k8s_provision.progress import PlaybookProgress
+
+
+@click.command("add-node")
+@inventory_argument
+@click.argument("hosts", metavar="HOST...", nargs=-1, required=True)
+@playbook_options
+def add_node(
+    inventory_path: Path,
+    hosts: tuple[str, ...],
+    forks: int | None,
+    verbosity: int,
+    log_dir: Path,
+    ask_become_pass: bool,
+) -> None:
+    """Join HOST... (already added to INVENTORY, in nodes and/or etcd) to the running cluster.
+
+    The new hosts are preflighted, then site.yml converges the cluster: the new hosts get
+    everything, the others change only where the new hosts change their configuration (no
+    service restarts for a plain node). A host new to the etcd group goes through etcd's
+    member-add flow and joins as `existing`, one member at a time, keeping quorum. Ends with
+    a verify report.
+    """
+    cluster = inventory.load(inventory_path)
+    console = Console(highlight=False, soft_wrap=True)
+    with PlaybookProgress(console, [h.name for h in cluster.hosts], "site.yml") as progress:
+        result = lifecycle.add_node(
+            cluster,
+            inventory_path,
+            list(hosts),
+            forks=forks,
+            verbosity=verbosity,
+            on_event=progress,
+            log_dir=log_dir,
+            become_password=become_password(ask_become_pass),
+        )
+    changed = {host: stats["changed"] for host, stats in result.stats.items() if stats["changed"]}
+    listing = ", ".join(f"{h} ({n})" for h, n in changed.items()) or "none"
+    console.print(f"add-node: {', '.join(hosts)} joined; changes per host: {listing}")
+    console.print(f"log: {result.log_path}")
+    health = verify.verify(cluster)
+    report.print_report(health, as_json=False, what="verify")
+    if not health.ok:
+        raise OperationFailed(verify.failure_summary(health))
+
+
+@click.command("remove-node")
+@inventory_argument
+@click.argument("hosts", metavar="HOST...", nargs=-1, required=True)
+@playbook_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def remove_node(
+    inventory_path: Path,
+    hosts: tuple[str, ...],
+    forks: int | None,
+    verbosity: int,
+    log_dir: Path,
+    ask_become_pass: bool,
+    yes: bool,
+) -> None:
+    """Take HOST... out of the cluster: `kubectl delete node` where the API answers, `etcdctl
+    member remove` for etcd members (through a remaining member), then reset.yml on those
+    hosts only (services stopped, configuration and data removed). The master cannot be
+    removed. Asks first; without a terminal it refuses unless --yes is given.
+
+    Afterwards delete the hosts from INVENTORY and run `k8s-provision up INVENTORY`, so the
+    other hosts' configuration no longer names them.
+    """
+    cluster = inventory.load(inventory_path)
+    confirm_or_refuse(f"Remove {', '.join(hosts)} from the cluster and wipe them?", yes)
+    console = Console(highlight=False, soft_wrap=True)
+    with PlaybookProgress(console, list(hosts), "reset.yml") as progress:
+        steps = lifecycle.remove_node(
+            cluster,
+            inventory_path,
+            list(hosts),
+            forks=forks,
+            verbosity=verbosity,
+            on_event=progress,
+            log_dir=log_dir,
+            become_password=become_password(ask_become_pass),
+        )
+    for step in steps:
+        console.print(f"{step.host}: {step.step}: {step.detail}")
+    console.print(
+        f"remove-node: done. Now delete {', '.join(hosts)} from {inventory_path} and run"
+        f" `k8s-provision up {inventory_path}`."
+    )
