@@ -33,13 +33,10 @@ FAKE_UNIT = "k8sp-fake-apiserver"
 
 
 def converge(config: lab.LabConfig) -> None:
-    # A ControlPersist directory of the lab's own: ansible.cfg's default is shared by all labs.
-    env = {**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(config.control_dir)}
     playbook = Path(sys.executable).parent / "ansible-playbook"
     result = subprocess.run(
         [str(playbook), "-i", str(config.inventory), str(REPO / "playbooks" / "site.yml")],
         cwd=REPO,
-        env=env,
         capture_output=True,
         text=True,
         timeout=1800,

@@ -7,7 +7,6 @@ never `pass`."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -72,16 +71,11 @@ def converged_lab(lab: lab_api.LabState) -> lab_api.LabState:
     """The session lab after one run of site.yml."""
     site = REPO / "playbooks" / "site.yml"
     playbook = VENV_BIN / "ansible-playbook"
-    # ansible.cfg keeps ControlPersist sockets in ~/.ansible/cp named by host, port and user,
-    # which are the same in every lab: without a directory of its own this run would reuse a
-    # master connected to another lab's host. The lab's own dir is also closed by `lab down`.
-    env = {**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(lab.config.control_dir)}
     result = subprocess.run(
         [str(playbook), "-i", str(lab.inventory), str(site)],
         capture_output=True,
         text=True,
         cwd=REPO,
-        env=env,
         timeout=900,
         check=False,
     )
