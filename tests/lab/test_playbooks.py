@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -33,9 +32,6 @@ FAKE_PYTHON = "/usr/local/bin/k8sp-fake-python36"
 
 
 def playbook(lab: lab_api.LabState, name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    # The lab's own ControlPersist directory: every lab's hosts have the same addresses, so the
-    # default directory could hold a master connected to another lab.
-    env = {**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(lab.config.control_dir)}
     return subprocess.run(
         [
             str(VENV_BIN / "ansible-playbook"),
@@ -47,7 +43,6 @@ def playbook(lab: lab_api.LabState, name: str, *args: str) -> subprocess.Complet
         capture_output=True,
         text=True,
         cwd=REPO,
-        env=env,
         timeout=900,
         check=False,
     )
