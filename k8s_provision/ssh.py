@@ -11,6 +11,7 @@ import os
 import select
 import shlex
 import socket
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ class HostSession:
         sock: Any = None
         if options.proxy_command and options.proxy_command.lower() != "none":
             proxy = expand_tokens(options.proxy_command, self.host.address, port, user)
-            sock = paramiko.ProxyCommand(proxy)
+            sock = _ProxyCommand(proxy)
         elif options.proxy_jump:
             sock = self._channel_through(_jump_host(options.proxy_jump, self.host), port)
         elif conn.via is not None:
@@ -195,6 +196,31 @@ class HostSession:
         if self._sock is not None and hasattr(self._sock, "close"):
             self._sock.close()
         self._client = self._sock = self._jump = None
+
+
+class _ProxyCommand(paramiko.ProxyCommand):
+    """paramiko's ProxyCommand spins on a closed pipe until its timeout when the command has
+    exited (an unreachable host). Here end of file returns what was read, b"" at the end, which
+    paramiko takes as a closed connection."""
+
+    def recv(self, size: int) -> bytes:
+        stdout = self.process.stdout
+        assert stdout is not None  # started with stdout=PIPE
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        buffer = b""
+        while len(buffer) < size:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                if buffer:
+                    return buffer
+                raise TimeoutError("the ProxyCommand sent nothing in time")
+            if not select.select([stdout], [], [], remaining)[0]:
+                continue
+            chunk = os.read(stdout.fileno(), size - len(buffer))
+            if not chunk:
+                return buffer
+            buffer += chunk
+        return buffer
 
 
 def _proxy_failure(sock: Any) -> str | None:
