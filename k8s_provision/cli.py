@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from k8s_provision import __version__
-from k8s_provision.commands import lab, nodes, plan, render, reset, up, verify
+from k8s_provision.commands import diagnose, lab, nodes, plan, render, reset, up, verify
 from k8s_provision.errors import ProvisionError
 
 
@@ -59,6 +59,7 @@ cli.add_command(reset.command)
 cli.add_command(nodes.add_node)
 cli.add_command(nodes.remove_node)
 cli.add_command(verify.command)
+cli.add_command(diagnose.command)
 cli.add_command(lab.group)
 
 
