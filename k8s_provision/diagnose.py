@@ -332,7 +332,6 @@ def diagnose_probes(cluster: Cluster, host: Host, since: str) -> list[Probe]:
         url = f"http://{host.ip}:{s.etcd_client_port}"
         v2 = f"ETCDCTL_API=2 etcdctl --endpoints={url}"
         data_dir = shlex.quote(_data_dir(cluster, host))
-        prefix = s.flannel_etcd_prefix
         probes += [
             Probe("etcd-member-list-v2", f"{v2} member list"),
             Probe("etcd-cluster-health-v2", f"{v2} cluster-health"),
@@ -342,10 +341,6 @@ def diagnose_probes(cluster: Cluster, host: Host, since: str) -> list[Probe]:
                 " endpoint status -w table",
             ),
             Probe("etcd-data-dir", f"ls -la -- {data_dir} {data_dir}/member {data_dir}/member/wal"),
-            Probe(
-                "flannel-keys",
-                f"curl -sS -m 5 {shlex.quote(f'{url}/v2/keys{prefix}?recursive=true')}",
-            ),
             # Flannel network configs anywhere in etcd (not under the apiserver's /registry):
             # finds a key stored under another prefix than the inventory's.
             Probe(
@@ -356,10 +351,15 @@ def diagnose_probes(cluster: Cluster, host: Host, since: str) -> list[Probe]:
             ),
         ]
     if host.is_master:
-        kubectl = f"kubectl -s http://{cluster.master.ip}:{s.kube_api_port}"
+        api = f"http://{cluster.master.ip}:{s.kube_api_port}"
+        # kubectl get nodes and componentstatuses are verify's probes (JSON), not run twice.
+        # Each kubectl costs a Go start-up: run them only when something answers on the port.
+        kubectl = (
+            f"curl -s -m 3 -o /dev/null {api}/healthz"
+            f" || {{ echo 'nothing answers on {api}: kubectl not run' >&2; exit 7; }};"
+            f" kubectl -s {api}"
+        )
         probes += [
-            Probe("kubectl-get-nodes", f"{kubectl} get nodes -o wide"),
-            Probe("kubectl-get-cs", f"{kubectl} get componentstatuses"),
             Probe("kubectl-get-pods", f"{kubectl} get pods --all-namespaces -o wide"),
             Probe("kubectl-get-events", f"{kubectl} get events --all-namespaces"),
             Probe("kubectl-describe-nodes", f"{kubectl} describe nodes"),
@@ -402,7 +402,7 @@ def _collect_host(
     host = session.host
     started = time.monotonic()
     if progress:
-        progress(host.name, "connecting", f"{host.address}:{host.connection.port or 22}")
+        progress(host.name, "collecting", f"{host.address}:{host.connection.port or 22}")
     probes = probes_for(cluster, host, since)
     commands = {p.name: p.command for p in probes}
     result = session.run(verify.batch_script(probes), timeout=SCRIPT_TIMEOUT)
@@ -448,8 +448,8 @@ def collect(
     connect_timeout: float = ssh.CONNECT_TIMEOUT,
 ) -> dict[str, Collected]:
     """Collect every host in parallel; an unreachable host is a result, never an exception.
-    `progress(host, stage, detail)` is called from worker threads with stages connecting,
-    collecting, done and failed."""
+    `progress(host, stage, detail)` is called from worker threads with stages collecting,
+    done and failed."""
 
     def work(session: ssh.HostSession) -> Collected:
         return _collect_host(cluster, session, since, progress)
@@ -1555,23 +1555,18 @@ def check_output_path(path: Path) -> None:
         raise UsageError(f"{parent}: not writable for the bundle")
 
 
-def diagnose(
+def bundle_files(
     cluster: Cluster,
+    collected: Mapping[str, Collected],
+    evaluation: Evaluation,
     *,
+    root: str,
     inventory: str,
-    output: Path | None = None,
-    since: str = "1h",
-    progress: Progress | None = None,
-) -> Diagnosis:
-    """Collect every host, find the faults and write the bundle."""
-    since_arg = journal_since(since)
-    created = datetime.now(UTC)
-    bundle = output or default_bundle_path(created)
-    check_output_path(bundle)
-    collected = collect(cluster, since_arg, progress=progress)
-    evaluation = evaluate(cluster, collected, inventory=inventory, since=since_arg)
+    since: str,
+    created: datetime,
+) -> dict[str, str]:
+    """{path under root: content}: a directory per host, manifest.json and findings.txt."""
     secrets = cluster_secrets(cluster)
-    root = bundle.name.removesuffix(".tar.gz").removesuffix(".tgz") or "k8s-provision-diagnose"
     files: dict[str, str] = {}
     members: dict[str, list[str]] = {}
     errors: dict[str, list[str]] = {}
@@ -1594,6 +1589,34 @@ def diagnose(
     )
     files["manifest.json"] = json.dumps(document, indent=2) + "\n"
     files["findings.txt"] = findings_text(evaluation.findings)
+    return files
+
+
+def diagnose(
+    cluster: Cluster,
+    *,
+    inventory: str,
+    output: Path | None = None,
+    since: str = "1h",
+    progress: Progress | None = None,
+) -> Diagnosis:
+    """Collect every host, find the faults and write the bundle."""
+    since_arg = journal_since(since)
+    created = datetime.now(UTC)
+    bundle = output or default_bundle_path(created)
+    check_output_path(bundle)
+    collected = collect(cluster, since_arg, progress=progress)
+    evaluation = evaluate(cluster, collected, inventory=inventory, since=since_arg)
+    root = bundle.name.removesuffix(".tar.gz").removesuffix(".tgz") or "k8s-provision-diagnose"
+    files = bundle_files(
+        cluster,
+        collected,
+        evaluation,
+        root=root,
+        inventory=inventory,
+        since=since,
+        created=created,
+    )
     write_bundle(bundle, root, files, mtime=created.timestamp())
     return Diagnosis(evaluation, bundle, collected)
 

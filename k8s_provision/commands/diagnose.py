@@ -18,8 +18,7 @@ from k8s_provision.diagnose import Finding
 from k8s_provision.errors import OperationFailed, UsageError
 
 _STAGES = {
-    "connecting": "connecting to {detail}",
-    "collecting": "collecting",
+    "collecting": "collecting from {detail}",
     "done": "[green]collected[/green] in {detail}",
     "failed": "[red]failed[/red]: {detail}",
 }

@@ -151,13 +151,13 @@ def test_converged_lab_is_clean_and_bundle_covers_every_host(
             "commands/etcd-members.txt",
             "commands/etcd-cluster-health-v2.txt",
             "commands/etcd-endpoint-status.txt",
-            "commands/flannel-keys.txt",
+            "commands/flannel-subnets.txt",
         ):
             assert f"clean/{host.name}/{part}" in files, part
         for planned in render.planned_files(cluster, host):
             assert f"clean/{host.name}/files{planned.dest}" in files
     assert "cluster is healthy" in files["clean/node1/commands/etcd-cluster-health-v2.txt"]
-    assert "/atomic.io/network/config" in files["clean/master/commands/flannel-keys.txt"]
+    assert "/atomic.io/network/config" in files["clean/master/commands/flannel-config.txt"]
     assert "clean/master/commands/kubectl-describe-nodes.txt" in files
     # The etcd token is in every member's journal and configuration file, never in the bundle.
     assert 'ETCD_INITIAL_CLUSTER_TOKEN="<redacted>"' in files["clean/node2/files/etc/default/etcd"]

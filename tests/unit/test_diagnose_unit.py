@@ -1081,7 +1081,7 @@ def test_diagnose_writes_every_reachable_host_and_the_manifest(
             "commands/disk.txt",
             "files/etc/etcd/etcd.conf",
             "commands/etcd-member-list-v2.txt",
-            "commands/flannel-keys.txt",
+            "commands/flannel-subnets.txt",
         ):
             assert f"diag/{host}/{part}" in files
     assert "diag/master/commands/kubectl-describe-nodes.txt" in files
