@@ -294,6 +294,23 @@ def _data_dir(cluster: Cluster, host: Host) -> str:
     return str(render.host_context(cluster, host.name)["etcd_data_dir"])
 
 
+# The daemon's syslog identifier(s) when it is not the unit's name (CentOS 7's docker runs
+# dockerd-current; flanneld starts through the flanneld-start wrapper).
+_IDENTIFIERS = {
+    "docker": ("dockerd", "dockerd-current", "docker"),
+    "flanneld": ("flanneld", "flanneld-start"),
+}
+
+
+def _journal_matches(unit: str) -> str:
+    """journalctl's matches for a unit: what `-u` selects plus the daemon's own identifier.
+    A daemon that exits at once is often logged without its unit (journald reads the unit
+    from the process's cgroup, gone by then): `-u` alone misses exactly the line that says
+    why it failed."""
+    identifiers = " ".join(f"SYSLOG_IDENTIFIER={i}" for i in _IDENTIFIERS.get(unit, (unit,)))
+    return f"_SYSTEMD_UNIT={unit}.service + UNIT={unit}.service + {identifiers}"
+
+
 def diagnose_probes(cluster: Cluster, host: Host, since: str) -> list[Probe]:
     """Diagnose's own commands for `host` (verify's run alongside, see `probes_for`)."""
     s = cluster.settings
@@ -303,7 +320,7 @@ def diagnose_probes(cluster: Cluster, host: Host, since: str) -> list[Probe]:
             Probe(f"status:{unit}", f"systemctl status --no-pager -l -n 20 -- {unit}.service"),
             Probe(
                 f"journal:{unit}",
-                f"journalctl -u {unit}.service --since={shlex.quote(since)} --no-pager"
+                f"journalctl {_journal_matches(unit)} --since={shlex.quote(since)} --no-pager"
                 f" -o short-iso -n {JOURNAL_LINES}",
             ),
         ]
@@ -875,7 +892,7 @@ def _host_events(cluster: Cluster, got: Collected) -> Iterator[Event]:
         output = got.output(f"journal:{unit}")
         lines = parse_journal(output.stdout) if output is not None else []
         running = state is None or not state.installed or state.active == "active"
-        run = last_run(lines) if not running else []
+        run = last_run(lines) if not running else lines[-5:]
         first_of_run = len(lines) - len(run)
         for i, line in enumerate(lines):
             yield Event(
@@ -888,18 +905,21 @@ def _host_events(cluster: Cluster, got: Collected) -> Iterator[Event]:
                 line.time,
                 last_run=not running and i >= first_of_run,
             )
-        if state is None or running:
+        # Units not running, and running ones that will not come back after a reboot.
+        if state is None or not state.installed:
+            continue
+        if running and state.load != "masked" and state.file_state != "disabled":
             continue
         status = f"{state.active} ({state.sub})"
-        why = last_error(run)
         tail = "\n".join(line.text for line in run[-5:])
         yield Event(
             got.host,
             "unit",
             unit,
-            f"{state.load} {status}",
-            {"unit": unit, "state": status, "load": state.load, "last_error": why},
-            f"{unit} on {got.host}: {state.load}, {status}" + (f"\n{tail}" if tail else ""),
+            f"{state.load} {status} {state.file_state}",
+            {"unit": unit, "state": status, "load": state.load, "last_error": last_error(run)},
+            f"{unit} on {got.host}: {state.load}, {status}, {state.file_state or 'no unit file'}"
+            + (f"\n{tail}" if tail else ""),
         )
 
 

@@ -483,6 +483,47 @@ CASES = [
         fix="chown -R etcd:etcd /var/lib/etcd/default.etcd",
     ),
     Case(
+        "etcd data dir unreadable (as etcd 3.4 says it)",
+        failed_with("master", "etcd", "error listing data dir: /var/lib/etcd/default.etcd"),
+        (("master", "etcd", "etcd-data-dir-permission"),),
+        absent=("unit-failed",),
+    ),
+    Case(
+        "listen address not on this host",
+        failed_with(
+            "node2", "etcd", "listen tcp 192.168.10.99:2380: bind: cannot assign requested address"
+        ),
+        (("node2", "etcd", "listen-address-invalid"),),
+        absent=("unit-failed",),
+        fix="node2# ip -4 -o addr show",
+    ),
+    Case(
+        "running unit masked",
+        stopped("node1", "kube-proxy", "masked:active:running"),
+        (("node1", "kube-proxy", "unit-masked"),),
+    ),
+    Case(
+        "running unit disabled",
+        lambda cl, c: put(
+            c,
+            "node2",
+            units=Output(
+                0,
+                c["node2"]
+                .facts.outputs["units"]
+                .stdout.replace(
+                    "Id=docker.service\nLoadState=loaded\nActiveState=active\nSubState=running\n"
+                    "UnitFileState=enabled",
+                    "Id=docker.service\nLoadState=loaded\nActiveState=active\nSubState=running\n"
+                    "UnitFileState=disabled",
+                ),
+            ),
+        ),
+        (("node2", "docker", "unit-disabled"),),
+        fix="node2# systemctl enable docker",
+        ok=True,  # a warning
+    ),
+    Case(
         "port in use",
         failed_with(
             "master",
@@ -984,7 +1025,11 @@ def test_probes_are_framed_and_follow_roles(cluster: Cluster) -> None:
     }
     for probes in (node1, master):
         assert all(" " not in name for name in probes)  # the batch framing splits on spaces
-    assert "journalctl -u kubelet.service --since=-1h" in node1["journal:kubelet"]
+    assert node1["journal:kubelet"].startswith(
+        "journalctl _SYSTEMD_UNIT=kubelet.service + UNIT=kubelet.service +"
+        " SYSLOG_IDENTIFIER=kubelet --since=-1h"
+    )
+    assert "SYSLOG_IDENTIFIER=dockerd SYSLOG_IDENTIFIER=dockerd-current" in node1["journal:docker"]
     assert "file:/etc/kubernetes/kubelet" in node1
     assert "kubectl-describe-nodes" not in node1
     assert master["kubectl-get-pods"].endswith("get pods --all-namespaces -o wide")
