@@ -262,10 +262,6 @@ def journal_since(since: str) -> str:
     )
 
 
-def _units(host: Host) -> tuple[str, ...]:
-    return verify.host_units(host)
-
-
 def needed_ports(cluster: Cluster, host: Host) -> list[str]:
     """Ports other cluster hosts reach on `host`, as the playbooks open them in firewalld."""
     s = cluster.settings
@@ -315,7 +311,7 @@ def diagnose_probes(cluster: Cluster, host: Host, since: str) -> list[Probe]:
     """Diagnose's own commands for `host` (verify's run alongside, see `probes_for`)."""
     s = cluster.settings
     probes: list[Probe] = []
-    for unit in _units(host):
+    for unit in verify.host_units(host):
         probes += [
             Probe(f"status:{unit}", f"systemctl status --no-pager -l -n 20 -- {unit}.service"),
             Probe(
@@ -881,13 +877,13 @@ def _unit_states(cluster: Cluster, got: Collected) -> dict[str, verify.UnitState
     output = got.output("units")
     if output is None or output.exit_code != 0:
         return {}
-    return verify.parse_units(output.stdout, _units(cluster.host(got.host)))
+    return verify.parse_units(output.stdout, verify.host_units(cluster.host(got.host)))
 
 
 def _host_events(cluster: Cluster, got: Collected) -> Iterator[Event]:
     """Unit states and journal lines of one reachable host."""
     states = _unit_states(cluster, got)
-    for unit in _units(cluster.host(got.host)):
+    for unit in verify.host_units(cluster.host(got.host)):
         state = states.get(unit)
         output = got.output(f"journal:{unit}")
         lines = parse_journal(output.stdout) if output is not None else []

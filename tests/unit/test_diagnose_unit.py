@@ -1269,3 +1269,9 @@ def test_finding_json_shape() -> None:
         "fix": ["f"],
         "evidence": "e",
     }
+
+
+def test_every_common_placeholder_is_filled(cluster: Cluster) -> None:
+    filled = diagnose.host_vars(cluster, cluster.host("node1"), inventory="inv.ini")
+    assert set(filled) == set(diagnose.COMMON_VARS)
+    assert filled["healthy_member"] == "master"  # another member: fixes never run on node1
