@@ -34,10 +34,12 @@ def _short(action: str) -> str:
 
 
 def _file_diff(entry: dict[str, Any]) -> tuple[str, str] | None:
+    # before_header names the file on the host; the template action's after_header names its
+    # temporary source.
+    path = str(entry.get("before_header") or entry.get("after_header") or "")
     if entry.get("prepared"):
-        return str(entry.get("after_header") or ""), str(entry["prepared"])
+        return path, str(entry["prepared"])
     before, after = entry.get("before"), entry.get("after")
-    path = str(entry.get("after_header") or entry.get("before_header") or "")
     if isinstance(before, dict) or isinstance(after, dict):
         old, new = dict(before or {}), dict(after or {})
         path = path or str(new.get("path") or old.get("path") or "")

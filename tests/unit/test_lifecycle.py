@@ -16,7 +16,7 @@ def test_changes_from_check_mode_events() -> None:
                     "before": 'ETCD_NAME="node1"\nETCD_INITIAL_CLUSTER_STATE="new"\n',
                     "after": 'ETCD_NAME="node1"\nETCD_INITIAL_CLUSTER_STATE="existing"\n',
                     "before_header": "/etc/default/etcd",
-                    "after_header": "/etc/default/etcd",
+                    "after_header": "/root/.ansible/tmp/ansible-local-1/tmpx/etcd.conf.j2",
                 }
             ],
         },
