@@ -1,6 +1,7 @@
 """`diagnose` against the lab after site.yml, with faults injected on real hosts: a stopped etcd
-member, a deleted flannel network key, a wiped etcd data dir, edited and deleted configuration
-files, a dropping iptables rule, a powered-off host and a wrong SSH key. Each fault must be
+member, a deleted and a misplaced flannel network key, a wiped etcd data dir, a member removed
+from the cluster, edited and deleted configuration files, a dropping iptables rule, a
+powered-off host and a wrong SSH key. Each fault must be
 named with its host and signature id, and where a fix is given, the printed fix commands are
 run as printed and must heal the cluster. Every test leaves the session lab as it found it."""
 
@@ -239,6 +240,43 @@ def test_wiped_etcd_data_dir_is_lost_data_and_the_fix_heals_it(
         "etcd-member-lost-data"
     }
     apply_fix(lab, lost["fix"])  # member remove/add on a healthy member, start, then `up`
+    wait_healthy(cluster)
+    code, after = cli_diagnose(lab.inventory, tmp_path / "after.tar.gz")
+    assert (code, after["findings"]) == (0, [])
+
+
+def test_member_removed_from_the_cluster_and_the_fix_heals_it(
+    converged_lab: lab_api.LabState, cluster: Cluster, tmp_path: Path
+) -> None:
+    lab = converged_lab
+    members = run_on(lab, "node1", "ETCDCTL_API=3 etcdctl member list")
+    member_id = next(line.split(", ")[0] for line in members.splitlines() if ", master, " in line)
+    # etcd refuses reconfiguration ("unhealthy cluster") until every member has been connected
+    # for a few seconds, as after an earlier test healed one.
+    wait_for(
+        "etcd accepts the member removal",
+        lambda: (
+            lab_api.ssh_run(
+                "node1", f"ETCDCTL_API=3 etcdctl member remove {member_id}", config=lab.config
+            ).returncode
+            == 0
+        ),
+    )
+    wait_for(
+        "etcd on master stops after its removal",
+        lambda: (
+            lab_api.ssh_run("master", "systemctl is-active etcd", config=lab.config).stdout
+            != "active\n"
+        ),
+    )
+    code, document = cli_diagnose(lab.inventory, tmp_path / "b.tar.gz")
+    assert code == 1
+    removed = finding(document, "master", "etcd-member-removed")
+    assert "etcdctl member list on node1, node2 does not list master" in removed["evidence"]
+    assert [(f["host"], f["id"]) for f in document["findings"]] == [
+        ("master", "etcd-member-removed")
+    ]
+    apply_fix(lab, removed["fix"])
     wait_healthy(cluster)
     code, after = cli_diagnose(lab.inventory, tmp_path / "after.tar.gz")
     assert (code, after["findings"]) == (0, [])

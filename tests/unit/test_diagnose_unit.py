@@ -460,6 +460,21 @@ CASES = [
         fix="master# ETCDCTL_API=3 etcdctl --endpoints=http://192.168.10.1:2379 member list",
     ),
     Case(
+        "member removed from the cluster: its etcd exited",
+        combine(
+            members_without("node1"),
+            failed_with(
+                "node1",
+                "etcd",
+                "the member has been permanently removed from the cluster",
+                state="loaded:inactive:dead",
+            ),
+        ),
+        (("node1", "etcd", "etcd-member-removed"),),
+        absent=("etcd-member-lost-data", "unit-stopped"),
+        fix="master# ETCDCTL_API=3 etcdctl --endpoints=http://192.168.10.1:2379 member list",
+    ),
+    Case(
         "etcd unhealthy while its unit runs",
         outputs("master", etcd_health=Output(1, "", "http://192.168.10.1:2379 is unhealthy: x")),
         (("master", "etcd", "etcd-member-unhealthy"),),
