@@ -280,10 +280,12 @@ def needed_ports(cluster: Cluster, host: Host) -> list[str]:
 def _disk_paths(cluster: Cluster, host: Host) -> list[str]:
     paths = ["/", "/var/log"]
     if host.is_etcd:
-        paths.append(_data_dir(cluster, host))
+        # The data dir's parent too: it is what fills up when the data dir is gone or new.
+        data_dir = _data_dir(cluster, host)
+        paths += [os.path.dirname(data_dir.rstrip("/")) or "/", data_dir]
     if host.is_node:
         paths.append("/var/lib/docker")
-    return paths
+    return list(dict.fromkeys(paths))
 
 
 def _data_dir(cluster: Cluster, host: Host) -> str:
