@@ -18,7 +18,7 @@ from k8s_provision.errors import OperationFailed
 from k8s_provision.progress import PlaybookProgress
 
 
-@click.command("add-node")
+@click.command("add-node", short_help="Join new inventory hosts to the running cluster.")
 @inventory_argument
 @click.argument("hosts", metavar="HOST...", nargs=-1, required=True)
 @playbook_options
@@ -61,7 +61,9 @@ def add_node(
         raise OperationFailed(verify.failure_summary(health))
 
 
-@click.command("remove-node")
+@click.command(
+    "remove-node", short_help="Take hosts out of the cluster (Kubernetes, etcd) and wipe them."
+)
 @inventory_argument
 @click.argument("hosts", metavar="HOST...", nargs=-1, required=True)
 @playbook_options
