@@ -48,6 +48,9 @@ class LookupModule(LookupBase):  # type: ignore[misc]
             )
         except InventoryError as err:
             raise AnsibleError("\n".join([err.message, *err.details])) from None
+        if host not in {h.name for h in cluster.hosts}:
+            # A host in no role group (only a bastion passes validation so) gets no context.
+            return [{}]
         context = host_context(cluster, host)
         # The roles render from the very directory `k8s-provision render` reads.
         context["templates_dir"] = str(templates_dir())
