@@ -105,7 +105,15 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
         flanneld_config_path=paths["flanneld_config_path"],
         flannel_network_path=FLANNEL_NETWORK_PATH,
         etcd_data_dir=s.etcd_data_dir or paths["etcd_default_data_dir"],
-        etcd_members=[{"name": h.name, "ip": h.ip} for h in members],
+        etcd_members=[
+            {
+                "name": h.name,
+                "ip": h.ip,
+                "client_url": f"http://{h.ip}:{s.etcd_client_port}",
+                "peer_url": f"http://{h.ip}:{s.etcd_peer_port}",
+            }
+            for h in members
+        ],
         etcd_initial_cluster=",".join(
             f"{h.name}=http://{h.ip}:{s.etcd_peer_port}" for h in members
         ),
