@@ -5,14 +5,14 @@ from __future__ import annotations
 import difflib
 import json
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from k8s_provision import runner
+from k8s_provision import provision, runner
 from k8s_provision.errors import OperationFailed, UsageError
 from k8s_provision.model import Cluster, Host
-from k8s_provision.preflight import preflight
 from k8s_provision.ssh import HostSession
 
 PACKAGE_ACTIONS = {"package", "yum", "dnf", "apt"}
@@ -96,8 +96,8 @@ def plan(
     become_password: str | None = None,
 ) -> list[Change]:
     """What `up` would change, from a check-mode run of site.yml with diffs. Changes nothing."""
-    result = runner.run_playbook(
-        runner.playbook_path("site.yml"),
+    result = runner.run_checked(
+        "site.yml",
         inventory_path,
         limit=limit,
         forks=forks,
@@ -108,7 +108,6 @@ def plan(
         log_dir=log_dir,
         become_password=become_password,
     )
-    runner.raise_for_failure(result)
     return changes_from_events(result.events)
 
 
@@ -123,8 +122,8 @@ def reset(
     become_password: str | None = None,
 ) -> runner.RunResult:
     """Run reset.yml: stop and remove everything site.yml set up. The caller has confirmed."""
-    result = runner.run_playbook(
-        runner.playbook_path("reset.yml"),
+    return runner.run_checked(
+        "reset.yml",
         inventory_path,
         limit=limit,
         forks=forks,
@@ -134,8 +133,6 @@ def reset(
         log_dir=log_dir,
         become_password=become_password,
     )
-    runner.raise_for_failure(result)
-    return result
 
 
 def _named_hosts(cluster: Cluster, names: list[str]) -> list[Host]:
@@ -162,16 +159,9 @@ def add_node(
     preflighted; then site.yml converges every host, which changes nothing on the others
     unless the new hosts change their configuration (a new etcd member is added to the
     cluster with `member add`, one at a time, and joins as `existing`)."""
-    hosts = _named_hosts(cluster, names)
-    failures = [c for c in preflight(cluster, hosts) if c.status == "fail"]
-    if failures:
-        raise OperationFailed(
-            f"preflight failed on {', '.join(sorted({c.host for c in failures}))};"
-            " no host was changed",
-            details=[f"{c.host}: {c.check}: {c.detail}" for c in failures],
-        )
-    result = runner.run_playbook(
-        runner.playbook_path("site.yml"),
+    provision.check_hosts(cluster, _named_hosts(cluster, names))
+    return provision.apply(
+        cluster,
         inventory_path,
         forks=forks,
         verbosity=verbosity,
@@ -179,8 +169,11 @@ def add_node(
         log_dir=log_dir,
         become_password=become_password,
     )
-    runner.raise_for_failure(result)
-    return result
+
+
+# etcd may still be electing or catching up right after another membership change.
+REMOVE_ATTEMPTS = 6
+REMOVE_RETRY_DELAY = 5.0
 
 
 @dataclass(frozen=True)
@@ -188,6 +181,12 @@ class Removal:
     host: str
     step: str
     detail: str
+
+
+def _last_line(text: str) -> str:
+    """etcdctl logs JSON warnings before the line that says what failed."""
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "(no output)"
 
 
 def _etcdctl(cluster: Cluster, members: list[Host]) -> str:
@@ -210,11 +209,15 @@ def _remove_etcd_member(cluster: Cluster, host: Host, remaining: list[Host]) -> 
         if not ids:
             return Removal(host.name, "etcd", "not an etcd member any more")
         member_id = f"{ids[0]:x}"
-        removed = session.run(f"{etcdctl} member remove {member_id}")
-        if not removed.ok:
+        for _ in range(REMOVE_ATTEMPTS):
+            removed = session.run(f"{etcdctl} member remove {member_id}")
+            if removed.ok or "not found" in removed.stderr:
+                break
+            time.sleep(REMOVE_RETRY_DELAY)
+        if not removed.ok and "not found" not in removed.stderr:
             raise OperationFailed(
                 f"etcd member remove {member_id} ({host.name}) failed:"
-                f" {(removed.error or removed.stderr).strip()}"
+                f" {_last_line(removed.error or removed.stderr)}"
             )
         return Removal(host.name, "etcd", f"member {member_id} removed")
     finally:
@@ -237,7 +240,7 @@ def _delete_kube_node(cluster: Cluster, host: Host) -> Removal:
         if not deleted.ok:
             raise OperationFailed(
                 f"kubectl delete node {host.kube_node_name} failed on {master.name}:"
-                f" {(deleted.error or deleted.stderr).strip()}"
+                f" {_last_line(deleted.error or deleted.stderr)}"
             )
         return Removal(host.name, "kubernetes", f"node {host.kube_node_name} deleted")
     finally:
@@ -272,8 +275,8 @@ def remove_node(
             steps.append(_delete_kube_node(cluster, host))
         if host.is_etcd:
             steps.append(_remove_etcd_member(cluster, host, remaining))
-    result = runner.run_playbook(
-        runner.playbook_path("reset.yml"),
+    runner.run_checked(
+        "reset.yml",
         inventory_path,
         limit=",".join(h.name for h in hosts),
         forks=forks,
@@ -283,7 +286,6 @@ def remove_node(
         log_dir=log_dir,
         become_password=become_password,
     )
-    runner.raise_for_failure(result)
     steps += [
         Removal(h.name, "reset", "services stopped, configuration and data removed") for h in hosts
     ]

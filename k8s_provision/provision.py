@@ -7,7 +7,7 @@ from pathlib import Path
 
 from k8s_provision import runner
 from k8s_provision.errors import OperationFailed
-from k8s_provision.model import Cluster
+from k8s_provision.model import Cluster, Host
 from k8s_provision.preflight import preflight
 from k8s_provision.report import Check
 
@@ -30,15 +30,14 @@ def limited_hosts(cluster: Cluster, limit: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_hosts(cluster: Cluster, limit: str | None = None) -> list[Check]:
-    """Preflight; raises OperationFailed when any check fails, returns the warnings."""
-    selected = set(limited_hosts(cluster, limit))
-    problems = preflight(cluster, [h for h in cluster.hosts if h.name in selected])
+def check_hosts(cluster: Cluster, hosts: list[Host]) -> list[Check]:
+    """Preflight `hosts`; raises OperationFailed when any check fails, returns the warnings."""
+    problems = preflight(cluster, hosts)
     failures = [p for p in problems if p.status == "fail"]
     if failures:
-        hosts = sorted({p.host for p in failures})
+        failed = sorted({p.host for p in failures})
         raise OperationFailed(
-            f"preflight failed on {', '.join(hosts)}; no host was changed",
+            f"preflight failed on {', '.join(failed)}; no host was changed",
             details=[f"{p.host}: {p.check}: {p.detail}" for p in failures],
         )
     return problems
@@ -56,8 +55,8 @@ def apply(
     log_dir: Path | None = None,
 ) -> runner.RunResult:
     """Run site.yml; raises with host, task and message when it fails."""
-    result = runner.run_playbook(
-        runner.playbook_path("site.yml"),
+    return runner.run_checked(
+        "site.yml",
         inventory_path,
         limit=limit,
         forks=forks,
@@ -66,5 +65,3 @@ def apply(
         become_password=become_password,
         log_dir=log_dir,
     )
-    runner.raise_for_failure(result)
-    return result

@@ -263,3 +263,10 @@ def raise_for_failure(result: RunResult) -> None:
     error = failure_error(result)
     if error is not None:
         raise error
+
+
+def run_checked(name: str, inventory: Path, **options: Any) -> RunResult:
+    """Run the shipped playbook `name`; raise with host, task and message when it fails."""
+    result = run_playbook(playbook_path(name), inventory, **options)
+    raise_for_failure(result)
+    return result

@@ -65,13 +65,13 @@ def command(
     console = Console(highlight=False, soft_wrap=True)
     password = become_password(ask_become_pass)
 
+    hosts = provision.limited_hosts(cluster, limit)
     with console.status("preflight: checking every host over SSH"):
-        warnings = provision.check_hosts(cluster, limit)
+        warnings = provision.check_hosts(cluster, [cluster.host(name) for name in hosts])
     for check in warnings:
         console.print(f"warning: {check.host}: {check.check}: {check.detail}", style="yellow")
-    console.print(f"preflight: {len(cluster.hosts)} hosts ready")
+    console.print(f"preflight: {len(hosts)} hosts ready")
 
-    hosts = provision.limited_hosts(cluster, limit)
     with PlaybookProgress(console, hosts, "site.yml") as progress:
         result = provision.apply(
             cluster,
