@@ -15,6 +15,8 @@ from k8s_provision.errors import OperationFailed, UsageError
 from k8s_provision.model import Cluster, Host
 from k8s_provision.ssh import HostSession
 
+# reset.yml refuses to run without it; the CLI asks the operator first.
+RESET_CONFIRMED = {"k8s_reset_confirm": "yes"}
 PACKAGE_ACTIONS = {"package", "yum", "dnf", "apt"}
 SERVICE_ACTIONS = {"service", "systemd", "systemd_service"}
 # Their changes arrive as diff events; their plain "changed" events would repeat them.
@@ -86,52 +88,21 @@ def changes_from_events(events: list[dict[str, Any]]) -> list[Change]:
 
 
 def plan(
-    inventory_path: Path,
-    *,
-    limit: str | None = None,
-    forks: int | None = None,
-    verbosity: int = 0,
-    on_event: runner.EventHandler | None = None,
-    log_dir: Path | None = None,
-    become_password: str | None = None,
+    inventory_path: Path, options: runner.RunOptions, *, limit: str | None = None
 ) -> list[Change]:
     """What `up` would change, from a check-mode run of site.yml with diffs. Changes nothing."""
     result = runner.run_checked(
-        "site.yml",
-        inventory_path,
-        limit=limit,
-        forks=forks,
-        verbosity=verbosity,
-        check=True,
-        diff=True,
-        on_event=on_event,
-        log_dir=log_dir,
-        become_password=become_password,
+        "site.yml", inventory_path, options, limit=limit, check=True, diff=True
     )
     return changes_from_events(result.events)
 
 
 def reset(
-    inventory_path: Path,
-    *,
-    limit: str | None = None,
-    forks: int | None = None,
-    verbosity: int = 0,
-    on_event: runner.EventHandler | None = None,
-    log_dir: Path | None = None,
-    become_password: str | None = None,
+    inventory_path: Path, options: runner.RunOptions, *, limit: str | None = None
 ) -> runner.RunResult:
     """Run reset.yml: stop and remove everything site.yml set up. The caller has confirmed."""
     return runner.run_checked(
-        "reset.yml",
-        inventory_path,
-        limit=limit,
-        forks=forks,
-        verbosity=verbosity,
-        extra_vars={"k8s_reset_confirm": "yes"},
-        on_event=on_event,
-        log_dir=log_dir,
-        become_password=become_password,
+        "reset.yml", inventory_path, options, limit=limit, extra_vars=RESET_CONFIRMED
     )
 
 
@@ -145,30 +116,14 @@ def _named_hosts(cluster: Cluster, names: list[str]) -> list[Host]:
 
 
 def add_node(
-    cluster: Cluster,
-    inventory_path: Path,
-    names: list[str],
-    *,
-    forks: int | None = None,
-    verbosity: int = 0,
-    on_event: runner.EventHandler | None = None,
-    log_dir: Path | None = None,
-    become_password: str | None = None,
+    cluster: Cluster, inventory_path: Path, names: list[str], options: runner.RunOptions
 ) -> runner.RunResult:
     """Bring hosts just added to the inventory into the running cluster. The new hosts are
     preflighted; then site.yml converges every host, which changes nothing on the others
     unless the new hosts change their configuration (a new etcd member is added to the
     cluster with `member add`, one at a time, and joins as `existing`)."""
     provision.check_hosts(cluster, _named_hosts(cluster, names))
-    return provision.apply(
-        cluster,
-        inventory_path,
-        forks=forks,
-        verbosity=verbosity,
-        on_event=on_event,
-        log_dir=log_dir,
-        become_password=become_password,
-    )
+    return provision.apply(inventory_path, options)
 
 
 # etcd may still be electing or catching up right after another membership change.
@@ -248,15 +203,7 @@ def _delete_kube_node(cluster: Cluster, host: Host) -> Removal:
 
 
 def remove_node(
-    cluster: Cluster,
-    inventory_path: Path,
-    names: list[str],
-    *,
-    forks: int | None = None,
-    verbosity: int = 0,
-    on_event: runner.EventHandler | None = None,
-    log_dir: Path | None = None,
-    become_password: str | None = None,
+    cluster: Cluster, inventory_path: Path, names: list[str], options: runner.RunOptions
 ) -> list[Removal]:
     """Take hosts out of the cluster: delete them from Kubernetes where an API answers, remove
     their etcd members (one at a time, through a remaining member), then run reset.yml on them
@@ -275,16 +222,9 @@ def remove_node(
             steps.append(_delete_kube_node(cluster, host))
         if host.is_etcd:
             steps.append(_remove_etcd_member(cluster, host, remaining))
+    limit = ",".join(h.name for h in hosts)
     runner.run_checked(
-        "reset.yml",
-        inventory_path,
-        limit=",".join(h.name for h in hosts),
-        forks=forks,
-        verbosity=verbosity,
-        extra_vars={"k8s_reset_confirm": "yes"},
-        on_event=on_event,
-        log_dir=log_dir,
-        become_password=become_password,
+        "reset.yml", inventory_path, options, limit=limit, extra_vars=RESET_CONFIRMED
     )
     steps += [
         Removal(h.name, "reset", "services stopped, configuration and data removed") for h in hosts

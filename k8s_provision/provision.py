@@ -44,24 +44,7 @@ def check_hosts(cluster: Cluster, hosts: list[Host]) -> list[Check]:
 
 
 def apply(
-    cluster: Cluster,
-    inventory_path: Path,
-    *,
-    limit: str | None = None,
-    forks: int | None = None,
-    verbosity: int = 0,
-    on_event: runner.EventHandler | None = None,
-    become_password: str | None = None,
-    log_dir: Path | None = None,
+    inventory_path: Path, options: runner.RunOptions, *, limit: str | None = None
 ) -> runner.RunResult:
     """Run site.yml; raises with host, task and message when it fails."""
-    return runner.run_checked(
-        "site.yml",
-        inventory_path,
-        limit=limit,
-        forks=forks,
-        verbosity=verbosity,
-        on_event=on_event,
-        become_password=become_password,
-        log_dir=log_dir,
-    )
+    return runner.run_checked("site.yml", inventory_path, options, limit=limit)

@@ -26,6 +26,17 @@ EventHandler = Callable[[Event], None]
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """How every verb runs its playbook, as the operator chose on the command line."""
+
+    forks: int | None = None
+    verbosity: int = 0
+    log_dir: Path | None = None
+    become_password: str | None = field(default=None, repr=False)
+    on_event: EventHandler | None = None
+
+
+@dataclass(frozen=True)
 class TaskFailure:
     host: str
     task: str
@@ -265,8 +276,18 @@ def raise_for_failure(result: RunResult) -> None:
         raise error
 
 
-def run_checked(name: str, inventory: Path, **options: Any) -> RunResult:
-    """Run the shipped playbook `name`; raise with host, task and message when it fails."""
-    result = run_playbook(playbook_path(name), inventory, **options)
+def run_checked(name: str, inventory: Path, options: RunOptions, **playbook: Any) -> RunResult:
+    """Run the shipped playbook `name`; raise with host, task and message when it fails.
+    `playbook` holds the run's own arguments: limit, extra_vars, check, diff."""
+    result = run_playbook(
+        playbook_path(name),
+        inventory,
+        log_dir=options.log_dir,
+        on_event=options.on_event,
+        become_password=options.become_password,
+        forks=options.forks,
+        verbosity=options.verbosity,
+        **playbook,
+    )
     raise_for_failure(result)
     return result

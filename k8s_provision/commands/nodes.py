@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -9,10 +10,10 @@ from rich.console import Console
 
 from k8s_provision import inventory, lifecycle, report, verify
 from k8s_provision.commands.options import (
-    become_password,
     confirm_or_refuse,
     inventory_argument,
     playbook_options,
+    run_options,
 )
 from k8s_provision.errors import OperationFailed
 from k8s_provision.progress import PlaybookProgress
@@ -39,17 +40,14 @@ def add_node(
     a verify report.
     """
     cluster = inventory.load(inventory_path)
+    run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = Console(highlight=False, soft_wrap=True)
     with PlaybookProgress(console, [h.name for h in cluster.hosts], "site.yml") as progress:
         result = lifecycle.add_node(
             cluster,
             inventory_path,
             list(hosts),
-            forks=forks,
-            verbosity=verbosity,
-            on_event=progress,
-            log_dir=log_dir,
-            become_password=become_password(ask_become_pass),
+            replace(run, on_event=progress),
         )
     changed = {host: stats["changed"] for host, stats in result.stats.items() if stats["changed"]}
     listing = ", ".join(f"{h} ({n})" for h, n in changed.items()) or "none"
@@ -87,17 +85,14 @@ def remove_node(
     """
     cluster = inventory.load(inventory_path)
     confirm_or_refuse(f"Remove {', '.join(hosts)} from the cluster and wipe them?", yes)
+    run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = Console(highlight=False, soft_wrap=True)
     with PlaybookProgress(console, list(hosts), "reset.yml") as progress:
         steps = lifecycle.remove_node(
             cluster,
             inventory_path,
             list(hosts),
-            forks=forks,
-            verbosity=verbosity,
-            on_event=progress,
-            log_dir=log_dir,
-            become_password=become_password(ask_become_pass),
+            replace(run, on_event=progress),
         )
     for step in steps:
         console.print(f"{step.host}: {step.step}: {step.detail}")

@@ -11,7 +11,7 @@ import click
 
 from k8s_provision import ssh
 from k8s_provision.errors import UsageError
-from k8s_provision.runner import default_log_dir
+from k8s_provision.runner import RunOptions, default_log_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +59,18 @@ def playbook_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def run_options(
+    forks: int | None, verbosity: int, log_dir: Path, ask_become_pass: bool
+) -> RunOptions:
+    """The RunOptions `playbook_options` collected."""
+    return RunOptions(
+        forks=forks,
+        verbosity=verbosity,
+        log_dir=log_dir,
+        become_password=become_password(ask_become_pass),
+    )
 
 
 def become_password(ask: bool) -> str | None:

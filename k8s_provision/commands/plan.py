@@ -11,10 +11,10 @@ from rich.console import Console
 
 from k8s_provision import inventory, lifecycle
 from k8s_provision.commands.options import (
-    become_password,
     inventory_argument,
     limit_option,
     playbook_options,
+    run_options,
 )
 
 
@@ -36,14 +36,8 @@ def command(
     services, per host. Runs site.yml in Ansible's check mode with diffs; nothing on the hosts
     changes. A converged cluster gives an empty plan."""
     inventory.load(inventory_path)
-    changes = lifecycle.plan(
-        inventory_path,
-        limit=limit,
-        forks=forks,
-        verbosity=verbosity,
-        log_dir=log_dir,
-        become_password=become_password(ask_become_pass),
-    )
+    run = run_options(forks, verbosity, log_dir, ask_become_pass)
+    changes = lifecycle.plan(inventory_path, run, limit=limit)
     if as_json:
         click.echo(json.dumps({"changes": [asdict(c) for c in changes]}, indent=2))
         return

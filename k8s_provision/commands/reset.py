@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -9,11 +10,11 @@ from rich.console import Console
 
 from k8s_provision import inventory, lifecycle
 from k8s_provision.commands.options import (
-    become_password,
     confirm_or_refuse,
     inventory_argument,
     limit_option,
     playbook_options,
+    run_options,
 )
 from k8s_provision.progress import PlaybookProgress
 
@@ -41,15 +42,8 @@ def command(
     confirm_or_refuse(
         f"Reset {len(names)} hosts ({', '.join(names)}) and delete the etcd data?", yes
     )
+    run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = Console(highlight=False, soft_wrap=True)
     with PlaybookProgress(console, names, "reset.yml") as progress:
-        result = lifecycle.reset(
-            inventory_path,
-            limit=limit,
-            forks=forks,
-            verbosity=verbosity,
-            on_event=progress,
-            log_dir=log_dir,
-            become_password=become_password(ask_become_pass),
-        )
+        result = lifecycle.reset(inventory_path, replace(run, on_event=progress), limit=limit)
     console.print(f"reset: done on {len(result.stats)} hosts; log: {result.log_path}")

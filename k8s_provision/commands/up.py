@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
 from rich.console import Console
 
 from k8s_provision import inventory, lab, provision, report, verify
-from k8s_provision.commands.options import become_password, limit_option, playbook_options
+from k8s_provision.commands.options import limit_option, playbook_options, run_options
 from k8s_provision.errors import OperationFailed, UsageError
 from k8s_provision.progress import PlaybookProgress
 
@@ -63,7 +64,7 @@ def command(
         raise UsageError("give an INVENTORY, or --lab for the local lab")
     cluster = inventory.load(inventory_path)
     console = Console(highlight=False, soft_wrap=True)
-    password = become_password(ask_become_pass)
+    run = run_options(forks, verbosity, log_dir, ask_become_pass)
 
     hosts = provision.limited_hosts(cluster, limit)
     with console.status("preflight: checking every host over SSH"):
@@ -73,16 +74,7 @@ def command(
     console.print(f"preflight: {len(hosts)} hosts ready")
 
     with PlaybookProgress(console, hosts, "site.yml") as progress:
-        result = provision.apply(
-            cluster,
-            inventory_path,
-            limit=limit,
-            forks=forks,
-            verbosity=verbosity,
-            on_event=progress,
-            become_password=password,
-            log_dir=log_dir,
-        )
+        result = provision.apply(inventory_path, replace(run, on_event=progress), limit=limit)
     console.print(
         f"site.yml: ok on {len(result.stats)} hosts, {result.changed()} changes;"
         f" log: {result.log_path}"
