@@ -16,12 +16,19 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 import pytest
 
+from k8s_provision import inventory
 from k8s_provision import lab as lab_api
+from k8s_provision.model import Cluster
+
+REPO = Path(__file__).resolve().parent.parent.parent
 
 TEST_LAB_PREFIX = "k8sptest"
 _MAX_SESSIONS = 4
@@ -96,3 +103,28 @@ def spare_lab_config(lab_name: str) -> Iterator[lab_api.LabConfig]:
         yield config
     finally:
         lab_api.down(config=config)
+
+
+@pytest.fixture(scope="module")
+def converged_lab(lab: lab_api.LabState) -> lab_api.LabState:
+    """The session lab after one run of site.yml (per test module: modules break and heal it)."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(lab.inventory),
+            str(REPO / "playbooks" / "site.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return lab
+
+
+@pytest.fixture(scope="module")
+def cluster(converged_lab: lab_api.LabState) -> Cluster:
+    return inventory.load(converged_lab.inventory)

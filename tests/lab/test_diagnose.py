@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from k8s_provision import inventory, render, verify
 from k8s_provision import lab as lab_api
+from k8s_provision import render, verify
 from k8s_provision.model import Cluster
 
 pytestmark = pytest.mark.lab
@@ -29,29 +29,6 @@ pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parent.parent.parent
 VENV_BIN = Path(sys.executable).parent
 TOKEN = "k8s-etcd-cluster"  # the lab inventory leaves etcd_cluster_token at its default
-
-
-@pytest.fixture(scope="module")
-def converged_lab(lab: lab_api.LabState) -> lab_api.LabState:
-    """The session lab after one run of site.yml."""
-    # The lab's own ControlPersist directory: every lab's hosts have the same addresses.
-    env = {**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(lab.config.control_dir)}
-    result = subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), "-i", str(lab.inventory), "playbooks/site.yml"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=900,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    return lab
-
-
-@pytest.fixture(scope="module")
-def cluster(converged_lab: lab_api.LabState) -> Cluster:
-    return inventory.load(converged_lab.inventory)
 
 
 def run_on(lab: lab_api.LabState, host: str, command: str, **kwargs: Any) -> str:

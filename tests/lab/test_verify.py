@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from k8s_provision import inventory, verify
 from k8s_provision import lab as lab_api
+from k8s_provision import verify
 from k8s_provision.model import Cluster
 from k8s_provision.report import Check, Report
 
@@ -64,28 +64,6 @@ def wait_for(what: str, probe: Callable[[], bool], timeout: float = 30.0) -> Non
         if time.monotonic() > deadline:
             pytest.fail(f"{what} within {timeout:.0f} s")
         time.sleep(0.5)
-
-
-@pytest.fixture(scope="module")
-def converged_lab(lab: lab_api.LabState) -> lab_api.LabState:
-    """The session lab after one run of site.yml."""
-    site = REPO / "playbooks" / "site.yml"
-    playbook = VENV_BIN / "ansible-playbook"
-    result = subprocess.run(
-        [str(playbook), "-i", str(lab.inventory), str(site)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    return lab
-
-
-@pytest.fixture(scope="module")
-def cluster(converged_lab: lab_api.LabState) -> Cluster:
-    return inventory.load(converged_lab.inventory)
 
 
 @pytest.fixture(scope="module")
