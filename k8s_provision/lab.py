@@ -1222,7 +1222,7 @@ def _kill_cgroup(cgroup: Path) -> None:
     """SIGKILL whatever is still in a lab host's cgroup: everything there was started by it."""
     deadline = time.monotonic() + 5.0
     while True:
-        pids = [int(p) for f in cgroup.rglob("cgroup.procs") for p in _read_lines(f)]
+        pids = _cgroup_pids(cgroup)
         if not pids:
             return
         if time.monotonic() > deadline:
@@ -1234,13 +1234,23 @@ def _kill_cgroup(cgroup: Path) -> None:
         time.sleep(0.05)
 
 
+def _cgroup_pids(cgroup: Path) -> list[int]:
+    # os.walk skips directories that vanish under it: a dying host's systemd removes its own
+    # cgroups while we look (rglob raised FileNotFoundError there).
+    pids: list[int] = []
+    for root, _dirs, files in os.walk(cgroup):
+        if "cgroup.procs" in files:
+            pids += [int(p) for p in _read_lines(Path(root) / "cgroup.procs")]
+    return pids
+
+
 def _remove_cgroup(cgroup: Path) -> None:
     if not cgroup.exists():
         return
     # cgroupfs removes a cgroup with rmdir once its children are gone: deepest first.
-    for path in sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        path.rmdir()
-    cgroup.rmdir()
+    for root, _dirs, _files in os.walk(cgroup, topdown=False):
+        with contextlib.suppress(FileNotFoundError):
+            Path(root).rmdir()
 
 
 def _read_lines(path: Path) -> list[str]:
