@@ -34,12 +34,9 @@ GOAL = 5.0  # seconds, the whole command on 3 hosts
 
 
 def converge(config: lab_api.LabConfig) -> None:
-    # A ControlPersist directory of the lab's own: ansible.cfg's default is shared by all labs.
-    env = {**os.environ, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(config.control_dir)}
     result = subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), "-i", str(config.inventory), "playbooks/site.yml"],
         cwd=REPO,
-        env=env,
         capture_output=True,
         text=True,
         timeout=1800,
