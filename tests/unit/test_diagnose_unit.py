@@ -18,12 +18,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from k8s_provision import diagnose, inventory, render, runbook, verify
+from k8s_provision import diagnose, inventory, render, runbook
+from k8s_provision import facts as cluster_facts
 from k8s_provision.cli import cli
-from k8s_provision.diagnose import Collected, Finding
+from k8s_provision.diagnose import Collected, Finding, collection, redact
+from k8s_provision.diagnose import signatures as sigfile
 from k8s_provision.errors import ProvisionError, UsageError
 from k8s_provision.model import Cluster
-from k8s_provision.verify import HostFacts, Output
+from k8s_provision.probes import HostFacts, Output, firewalld, iptables, systemd
+from k8s_provision.probes import host as host_probes
 from tests.lab import fake_apiserver
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -165,7 +168,7 @@ def healthy(cluster: Cluster) -> dict[str, Collected]:
     )
     collected = {}
     for host in cluster.hosts:
-        units = verify.host_units(host)
+        units = cluster_facts.host_units(host)
         outputs = {
             "units": Output(0, units_text(dict.fromkeys(units, ("loaded", "active", "running")))),
             "listen": Output(0, "State Recv-Q Send-Q Local Address:Port Peer Address:Port\n"),
@@ -216,8 +219,8 @@ def unit(
     cluster: Cluster, collected: dict[str, Collected], host: str, name: str, state: str
 ) -> dict[str, Collected]:
     """Put unit `name` on `host` in `state`: loaded:active:running, loaded:failed:failed ..."""
-    current = verify.parse_units(
-        collected[host].facts.outputs["units"].stdout, verify.host_units(cluster.host(host))
+    current = systemd.parse_units(
+        collected[host].facts.outputs["units"].stdout, cluster_facts.host_units(cluster.host(host))
     )
     states = {u: (s.load, s.active, s.sub) for u, s in current.items()}
     load, active, sub = state.split(":")
@@ -762,14 +765,14 @@ def test_fault_is_named_with_host_component_and_fix(cluster: Cluster, case: Case
 
 def test_every_signature_has_a_case(cluster: Cluster) -> None:
     covered = {id_ for case in CASES for _, _, id_ in case.expect}
-    assert {s.id for s in diagnose.load_signatures()} == covered
+    assert {s.id for s in sigfile.load_signatures()} == covered
 
 
 def test_signature_file_covers_the_design_and_is_data(cluster: Cluster) -> None:
-    signatures = diagnose.load_signatures()
+    signatures = sigfile.load_signatures()
     assert len(signatures) >= 12
     for sig in signatures:
-        assert sig.fix and sig.diagnosis and sig.severity in diagnose.SEVERITIES
+        assert sig.fix and sig.diagnosis and sig.severity in sigfile.SEVERITIES
         for line in sig.fix:
             host, sep, _ = line.partition("# ")
             assert line.startswith("$ ") or (sep and host.startswith("{")), line
@@ -862,19 +865,19 @@ GOOD: dict[str, Any] = {
 )
 def test_invalid_signatures_are_refused(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        diagnose.parse_signatures({"signatures": [{**GOOD, **change}]})
+        sigfile.parse_signatures({"signatures": [{**GOOD, **change}]})
 
 
 def test_duplicate_ids_are_refused() -> None:
     with pytest.raises(ValueError, match="duplicate signature ids: x"):
-        diagnose.parse_signatures({"signatures": [GOOD, GOOD]})
+        sigfile.parse_signatures({"signatures": [GOOD, GOOD]})
 
 
 def test_a_broken_signature_file_is_a_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "signatures.yml"
     broken.write_text("signatures:\n  - id: x\n", encoding="utf-8")
     with pytest.raises(ProvisionError, match="invalid signature file"):
-        diagnose.load_signatures(broken)
+        sigfile.load_signatures(broken)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -903,7 +906,7 @@ def test_a_broken_signature_file_is_a_clear_error(tmp_path: Path) -> None:
     ],
 )
 def test_redact(text: str, expected: str) -> None:
-    assert diagnose.redact(text, [TOKEN]) == expected
+    assert redact.redact(text, [TOKEN]) == expected
 
 
 @pytest.mark.parametrize(
@@ -927,7 +930,7 @@ def test_bad_since_is_a_usage_error(since: str) -> None:
 
 
 def test_last_run_of_notify_and_simple_units() -> None:
-    notify = diagnose.parse_journal(
+    notify = systemd.parse_journal(
         journal(
             "n",
             "etcd",
@@ -939,10 +942,10 @@ def test_last_run_of_notify_and_simple_units() -> None:
             (5, "systemd: etcd.service: Deactivated successfully."),
         )
     )
-    assert [line.message for line in diagnose.last_run(notify)][1] == (
+    assert [line.message for line in systemd.last_run(notify)][1] == (
         "member x has already been bootstrapped"
     )
-    simple = diagnose.parse_journal(
+    simple = systemd.parse_journal(
         journal(
             "n",
             "kubelet",
@@ -953,13 +956,13 @@ def test_last_run_of_notify_and_simple_units() -> None:
             (4, "F0101 failed to run Kubelet"),
         )
     )
-    run = diagnose.last_run(simple)
+    run = systemd.last_run(simple)
     assert [line.message for line in run] == [
         "Started kubelet.service.",
         "F0101 failed to run Kubelet",
     ]
-    assert diagnose.last_error(run) == "F0101 failed to run Kubelet"
-    assert diagnose.last_error([]) == "no log lines in the collected window"
+    assert systemd.last_error(run) == "F0101 failed to run Kubelet"
+    assert systemd.last_error([]) == "no log lines in the collected window"
 
 
 def test_journal_continuation_lines_and_headers() -> None:
@@ -969,7 +972,7 @@ def test_journal_continuation_lines_and_headers() -> None:
         "goroutine 1 [running]:\n"
         "-- No entries --\n"
     )
-    lines = diagnose.parse_journal(text)
+    lines = systemd.parse_journal(text)
     assert [(line.time, line.message) for line in lines] == [
         (NOW, "panic: boom"),
         (NOW, "goroutine 1 [running]:"),
@@ -977,13 +980,15 @@ def test_journal_continuation_lines_and_headers() -> None:
 
 
 def test_parse_disk() -> None:
-    (usage,) = diagnose.parse_disk("k /var/lib/etcd /dev/mapper/centos-var 1000 960 40 96% /var\n")
+    (usage,) = host_probes.parse_disk(
+        "k /var/lib/etcd /dev/mapper/centos-var 1000 960 40 96% /var\n"
+    )
     assert (usage.path, usage.use_pct, usage.free, usage.mount) == ("/var/lib/etcd", 96, 40, "/var")
-    assert diagnose.parse_disk("i / overlay 0 0 0 - /\n") == []
+    assert host_probes.parse_disk("i / overlay 0 0 0 - /\n") == []
 
 
 def blocked(text: str, ports: list[str], source: str = "192.168.10.2") -> dict[str, str | None]:
-    found = diagnose.blocked_ports(diagnose.parse_iptables(text), ports, "192.168.10.1", [source])
+    found = iptables.blocked_ports(iptables.parse_iptables(text), ports, "192.168.10.1", [source])
     return {port: rule.line if rule else None for port, rule in found.items()}
 
 
@@ -1023,10 +1028,10 @@ def test_firewalld_open_ports_and_services() -> None:
         "public (active)\n  target: default\n  services: ssh etcd-client\n"
         "  ports: 2380/tcp 10250-10252/tcp 8285/udp\n"
     )
-    accept_all, opened = diagnose.firewalld_open(listing)
+    accept_all, opened = firewalld.firewalld_open(listing)
     assert not accept_all
     assert {"2379/tcp", "2380/tcp", "10250/tcp", "10252/tcp", "8285/udp"} <= opened
-    assert diagnose.firewalld_open("trusted\n  target: ACCEPT\n")[0]
+    assert firewalld.firewalld_open("trusted\n  target: ACCEPT\n")[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1109,7 +1114,7 @@ def test_diagnose_writes_every_reachable_host_and_the_manifest(
             },
         ),
     )
-    monkeypatch.setattr(diagnose, "collect", fake_collect(cluster, fault))
+    monkeypatch.setattr(collection, "collect", fake_collect(cluster, fault))
     bundle = tmp_path / "diag.tar.gz"
     result = diagnose.diagnose(cluster, inventory=str(REFERENCE), output=bundle)
     assert result.bundle == bundle
@@ -1154,7 +1159,7 @@ def test_bundle_holds_the_drift_diff(
     cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fault = edited("node1", "/etc/kubernetes/proxy", lambda t: t + "# by hand\n")
-    monkeypatch.setattr(diagnose, "collect", fake_collect(cluster, fault))
+    monkeypatch.setattr(collection, "collect", fake_collect(cluster, fault))
     result = diagnose.diagnose(cluster, inventory="i", output=tmp_path / "d.tar.gz")
     diff = members(result.bundle)["d/node1/drift/etc/kubernetes/proxy.diff"]
     assert diff.startswith(
@@ -1230,7 +1235,7 @@ def test_cli_usage_errors_exit_2(args: list[str], message: str) -> None:
 def test_cli_json_and_exit_codes(
     cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(diagnose, "collect", fake_collect(cluster, stopped("node1", "etcd")))
+    monkeypatch.setattr(collection, "collect", fake_collect(cluster, stopped("node1", "etcd")))
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["diagnose", str(REFERENCE), "--json"])
     assert result.exit_code == 1
@@ -1254,7 +1259,7 @@ def test_cli_json_and_exit_codes(
     assert (tmp_path / bundle).is_file() and bundle.name.startswith("k8s-provision-diagnose-")
     assert "diagnose: 1 error; first: node1 etcd [unit-stopped]" in result.stderr
 
-    monkeypatch.setattr(diagnose, "collect", fake_collect(cluster, lambda _, c: c))
+    monkeypatch.setattr(collection, "collect", fake_collect(cluster, lambda _, c: c))
     clean = CliRunner().invoke(cli, ["diagnose", str(REFERENCE), "-o", "ok.tgz"])
     assert clean.exit_code == 0, clean.stderr
     assert "diagnose: OK, no problems found on 3 hosts" in clean.stdout
@@ -1264,7 +1269,7 @@ def test_cli_json_and_exit_codes(
 def test_cli_plain_output_names_host_component_then_fix(
     cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(diagnose, "collect", fake_collect(cluster, key_gone))
+    monkeypatch.setattr(collection, "collect", fake_collect(cluster, key_gone))
     result = CliRunner().invoke(cli, ["diagnose", str(REFERENCE), "-o", str(tmp_path / "b.tar.gz")])
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
@@ -1288,5 +1293,5 @@ def test_finding_json_shape() -> None:
 
 def test_every_common_placeholder_is_filled(cluster: Cluster) -> None:
     filled = diagnose.host_vars(cluster, cluster.host("node1"), inventory="inv.ini")
-    assert set(filled) == set(diagnose.COMMON_VARS)
+    assert set(filled) == set(sigfile.COMMON_VARS)
     assert filled["healthy_member"] == "master"  # another member: fixes never run on node1

@@ -18,11 +18,26 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from k8s_provision import facts as cluster_facts
 from k8s_provision import inventory, verify
 from k8s_provision.cli import cli
 from k8s_provision.model import Cluster
+from k8s_provision.probes import (
+    HostFacts,
+    Output,
+    Probe,
+    batch,
+    etcd,
+    flannel,
+    network,
+    raw,
+    systemd,
+)
+from k8s_provision.probes import http as http_probe
 from k8s_provision.report import Check, Report, plain_table, summary
-from k8s_provision.verify import HostFacts, Output, Probe
+from k8s_provision.verify import api, units
+from k8s_provision.verify import flannel as verify_flannel
+from k8s_provision.verify import run as verify_run
 from tests.lab import fake_apiserver
 
 # Real outputs seen on the lab (etcd 3.4, curl 7.88, iproute2 6.1, systemd 252).
@@ -128,7 +143,7 @@ def healthy_facts(cluster: Cluster, scenario: dict[str, Any] = ALL_READY) -> dic
     facts = {}
     for host in cluster.hosts:
         outputs = {
-            "units": Output(0, units_text(dict.fromkeys(verify.host_units(host), "active"))),
+            "units": Output(0, units_text(dict.fromkeys(cluster_facts.host_units(host), "active"))),
             "listen": Output(0, SS_LAB.format(ip=host.ip)),
             "etcd-health": Output(0, "", HEALTHY.format(ip=host.ip)),
             "etcd-reach": Output(0, '{"health":"true"}'),
@@ -172,14 +187,14 @@ def row(report: Report, host: str, check: str) -> Check:
 
 
 def test_units_follow_roles_in_start_order(cluster: Cluster) -> None:
-    assert verify.host_units(cluster.host("master")) == (
+    assert cluster_facts.host_units(cluster.host("master")) == (
         "etcd",
         "flanneld",
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
     )
-    assert verify.host_units(cluster.host("node1")) == (
+    assert cluster_facts.host_units(cluster.host("node1")) == (
         "etcd",
         "flanneld",
         "docker",
@@ -206,19 +221,19 @@ def test_probes_use_each_hosts_own_endpoint(cluster: Cluster) -> None:
 )
 def test_batch_script_runs_probes_in_parallel_and_frames_their_output() -> None:
     probes = [
-        Probe("plain", "printf 'two\\nlines'"),
-        Probe("failing", f"echo 'to stderr {verify._MARK} x 0' >&2; exit 3"),
-        Probe("slow", "sleep 5"),
-        Probe("binary", "printf '\\000\\377'"),
+        Probe("plain", "printf 'two\\nlines'", raw),
+        Probe("failing", f"echo 'to stderr {batch.MARK} x 0' >&2; exit 3", raw),
+        Probe("slow", "sleep 5", raw),
+        Probe("binary", "printf '\\000\\377'", raw),
     ]
-    script = verify.batch_script(probes, timeout=1)
+    script = batch.batch_script(probes, timeout=1)
     result = subprocess.run(
         ["sh", "-c", script], capture_output=True, text=True, timeout=10, check=False
     )
-    outputs = verify.parse_batch(result.stdout)
+    outputs = batch.parse_batch(result.stdout)
     assert outputs["plain"] == Output(0, "two\nlines", "")
     assert outputs["failing"].exit_code == 3
-    assert outputs["failing"].stderr == f"to stderr {verify._MARK} x 0\n"
+    assert outputs["failing"].stderr == f"to stderr {batch.MARK} x 0\n"
     assert outputs["slow"].exit_code == 124  # coreutils timeout
     assert outputs["binary"].exit_code == 0
 
@@ -229,7 +244,7 @@ def test_batch_script_runs_probes_in_parallel_and_frames_their_output() -> None:
 
 def test_parse_units_matches_blocks_by_position() -> None:
     text = units_text({"etcd": "active", "kube-apiserver": "not-found", "flanneld": "failed"})
-    states = verify.parse_units(text, ["etcd", "kube-apiserver", "flanneld"])
+    states = systemd.parse_units(text, ["etcd", "kube-apiserver", "flanneld"])
     assert states["etcd"].active == "active"
     assert not states["kube-apiserver"].installed
     assert states["flanneld"].active == "failed"
@@ -249,16 +264,16 @@ def test_parse_units_matches_blocks_by_position() -> None:
 def test_unit_check(
     cluster: Cluster, load: str, active: str, sub: str, enabled: str, status: str, detail: str
 ) -> None:
-    state = verify.UnitState(load, active, sub, enabled)
-    check = verify.unit_check(cluster.host("node1"), "etcd", state)
+    state = systemd.UnitState(load, active, sub, enabled)
+    check = units.unit_check(cluster.host("node1"), "etcd", state)
     assert (check.check, check.status) == ("unit:etcd", status)
     assert detail in check.detail
 
 
 def test_etcdctl_problem_skips_json_log_lines() -> None:
     output = Output(1, "", UNHEALTHY.replace("{ip}", "192.168.10.2"))
-    assert verify.etcdctl_problem(output) == "failed to commit proposal: context deadline exceeded"
-    assert "not installed" in verify.etcdctl_problem(Output(127, "", "etcdctl: not found"))
+    assert etcd.etcdctl_problem(output) == "failed to commit proposal: context deadline exceeded"
+    assert "not installed" in etcd.etcdctl_problem(Output(127, "", "etcdctl: not found"))
 
 
 @pytest.mark.parametrize(
@@ -273,7 +288,7 @@ def test_etcdctl_problem_skips_json_log_lines() -> None:
     ],
 )  # fmt: skip
 def test_listeners(ss: str, port: int, expected: list[str]) -> None:
-    assert verify.listeners(ss, port) == expected
+    assert network.listeners(ss, port) == expected
 
 
 @pytest.mark.parametrize(
@@ -282,17 +297,17 @@ def test_listeners(ss: str, port: int, expected: list[str]) -> None:
      ("*", False), ("::", False), ("192.168.10.1", False)],
 )  # fmt: skip
 def test_is_loopback(address: str, loopback: bool) -> None:
-    assert verify.is_loopback(address) is loopback
+    assert network.is_loopback(address) is loopback
 
 
 def test_split_http() -> None:
-    assert verify.split_http(http("ok")) == (200, "ok")
+    assert http_probe.split_http(http("ok")) == (200, "ok")
     refused = Output(7, "\n000", REFUSED.format(ip="192.168.10.1"))
-    assert verify.split_http(refused) == (None, "")
+    assert http_probe.split_http(refused) == (None, "")
 
 
 def test_parse_leases() -> None:
-    assert verify.parse_leases(leases_body(LEASES), "/atomic.io/network") == LEASES
+    assert flannel.parse_leases(leases_body(LEASES), "/atomic.io/network") == LEASES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,7 +345,7 @@ NODE_CASES: list[dict[str, Any]] = [
 @pytest.mark.parametrize("case", NODE_CASES, ids=[c["name"] for c in NODE_CASES])
 def test_nodes_check(case: dict[str, Any]) -> None:
     data = json.loads(api_json("/api/v1/nodes", {"nodes": case["nodes"]}))
-    check = verify.nodes_check("master", data, ["node1", "node2"])
+    check = api.nodes_check("master", data, ["node1", "node2"])
     assert check.status == case["status"], check.detail
     for text in case["expect"]:
         assert text in check.detail
@@ -339,14 +354,14 @@ def test_nodes_check(case: dict[str, Any]) -> None:
 def test_nodes_check_reports_pressure() -> None:
     data = json.loads(api_json("/api/v1/nodes", {"nodes": ALL_READY["nodes"]}))
     data["items"][1]["status"]["conditions"][0].update(status="True", message="out of disk space")
-    check = verify.nodes_check("master", data, ["node1", "node2"])
+    check = api.nodes_check("master", data, ["node1", "node2"])
     assert check.status == "fail"
     assert "node2 OutOfDisk (out of disk space)" in check.detail
 
 
 def test_componentstatus_check() -> None:
     healthy = json.loads(api_json("/api/v1/componentstatuses", ALL_READY))
-    check = verify.componentstatus_check("master", healthy, 3)
+    check = api.componentstatus_check("master", healthy, 3)
     assert check.status == "pass"
     assert "etcd-2" in check.detail
     refused = "Get http://127.0.0.1:10252/healthz: dial tcp 127.0.0.1:10252: connection refused"
@@ -357,7 +372,7 @@ def test_componentstatus_check() -> None:
             {"name": "etcd-0"},
         ]
     }
-    check = verify.componentstatus_check(
+    check = api.componentstatus_check(
         "master", json.loads(api_json("/api/v1/componentstatuses", scenario)), 3
     )
     assert check.status == "fail"
@@ -379,7 +394,7 @@ def test_componentstatus_check() -> None:
     ],
 )  # fmt: skip
 def test_network_key_check(code: int, body: str, status: str, expect: str) -> None:
-    check = verify.network_key_check(
+    check = verify_flannel.network_key_check(
         "master", "/atomic.io/network/config", "http://x:2379", code, body, "172.17.0.0/16", "udp"
     )
     assert check.status == status
@@ -398,7 +413,7 @@ def test_network_key_check(code: int, body: str, status: str, expect: str) -> No
 )
 def test_docker0_check(cluster: Cluster, line: str, status: str, expect: str) -> None:
     output = Output(0, f"3: docker0    {line} scope global docker0")
-    check = verify.docker0_check(cluster.host("node1"), output, "172.17.0.0/16", LEASES)
+    check = verify_flannel.docker0_check(cluster.host("node1"), output, "172.17.0.0/16", LEASES)
     assert check.status == status
     assert expect in check.detail
 
@@ -447,7 +462,9 @@ def test_not_installed_is_skip_never_pass(cluster: Cluster) -> None:
     facts = healthy_facts(cluster)
     for host in cluster.hosts:
         # The Debian lab: etcd only, nothing answers on the API port.
-        states = {u: "active" if u == "etcd" else "not-found" for u in verify.host_units(host)}
+        states = {
+            u: "active" if u == "etcd" else "not-found" for u in cluster_facts.host_units(host)
+        }
         facts = with_output(facts, host.name, units=Output(0, units_text(states)))
     facts = with_output(
         facts,
@@ -555,7 +572,7 @@ def test_cli_json_is_the_only_stdout_and_exit_code_follows_failures(
     facts = healthy_facts(cluster)
     if broken:
         facts["node1"] = HostFacts("node1", error="connection refused by 192.168.10.2:22")
-    monkeypatch.setattr(verify, "collect", lambda cluster, **_: facts)
+    monkeypatch.setattr(verify_run, "collect", lambda cluster, **_: facts)
     result = CliRunner().invoke(
         cli, ["verify", str(repo_root / "inventories" / "reference.ini"), "--json"]
     )
@@ -569,7 +586,7 @@ def test_cli_json_is_the_only_stdout_and_exit_code_follows_failures(
 def test_cli_table_when_piped(
     cluster: Cluster, repo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verify, "collect", lambda cluster, **_: healthy_facts(cluster))
+    monkeypatch.setattr(verify_run, "collect", lambda cluster, **_: healthy_facts(cluster))
     result = CliRunner().invoke(cli, ["verify", str(repo_root / "inventories" / "reference.ini")])
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
