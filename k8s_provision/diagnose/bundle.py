@@ -19,7 +19,7 @@ from k8s_provision.diagnose.collection import Collected
 from k8s_provision.diagnose.drift import Drift
 from k8s_provision.diagnose.evaluation import Evaluation
 from k8s_provision.diagnose.match import findings_text
-from k8s_provision.diagnose.redact import cluster_secrets, redact
+from k8s_provision.diagnose.redact import redact
 from k8s_provision.errors import UsageError
 from k8s_provision.model import Cluster
 from k8s_provision.probes import PROBE_TIMEOUT, Output
@@ -55,9 +55,7 @@ def _collection_error(probe: str, output: Output) -> str | None:
     return None
 
 
-def _host_members(
-    got: Collected, drifts: Sequence[Drift], secrets: Sequence[str]
-) -> tuple[dict[str, str], list[str]]:
+def _host_members(got: Collected, drifts: Sequence[Drift]) -> tuple[dict[str, str], list[str]]:
     """{path in the host's directory: content} and the collection errors of one host."""
     files: dict[str, str] = {}
     errors: list[str] = []
@@ -82,7 +80,7 @@ def _host_members(
     for d in drifts:
         if d.host == got.host and d.diff:
             files[f"drift{d.path}.diff"] = d.diff
-    return {path: redact(text, secrets) for path, text in files.items()}, errors
+    return {path: redact(text) for path, text in files.items()}, errors
 
 
 def manifest(
@@ -165,6 +163,18 @@ def write_bundle(path: Path, root: str, files: Mapping[str, str], *, mtime: floa
             os.unlink(tmp)
 
 
+def _redacted(value: Any) -> Any:
+    """`value` with every string in it redacted. Each string on its own: redacting the JSON
+    text could cut through an escaped quote and break the document."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
+
+
 def _directories(root: str, files: Iterable[str]) -> list[str]:
     """Every directory the files sit in, parents first."""
     found = {root}
@@ -196,12 +206,11 @@ def bundle_files(
     created: datetime,
 ) -> dict[str, str]:
     """{path under root: content}: a directory per host, manifest.json and findings.txt."""
-    secrets = cluster_secrets(cluster)
     files: dict[str, str] = {}
     members: dict[str, list[str]] = {}
     errors: dict[str, list[str]] = {}
     for host in cluster.hosts:
-        host_files, host_errors = _host_members(collected[host.name], evaluation.drifts, secrets)
+        host_files, host_errors = _host_members(collected[host.name], evaluation.drifts)
         for rel, text in host_files.items():
             files[f"{host.name}/{rel}"] = text
         members[host.name] = sorted(f"{root}/{host.name}/{rel}" for rel in host_files)
@@ -217,6 +226,6 @@ def bundle_files(
         since=since,
         created=created,
     )
-    files["manifest.json"] = json.dumps(document, indent=2) + "\n"
-    files["findings.txt"] = findings_text(evaluation.findings)
+    files["manifest.json"] = json.dumps(_redacted(document), indent=2) + "\n"
+    files["findings.txt"] = redact(findings_text(evaluation.findings))
     return files

@@ -11,7 +11,6 @@ from k8s_provision.diagnose.collection import Collected
 from k8s_provision.diagnose.drift import Drift, drift
 from k8s_provision.diagnose.events import events
 from k8s_provision.diagnose.match import Finding, match_signatures
-from k8s_provision.diagnose.redact import cluster_secrets
 from k8s_provision.diagnose.signatures import Signature, load_signatures
 from k8s_provision.model import Cluster
 from k8s_provision.report import Report
@@ -53,6 +52,5 @@ def evaluate(
         since=since,
         host_times={name: got.host_time for name, got in collected.items()},
         healthy=healthy,
-        secrets=cluster_secrets(cluster),
     )
     return Evaluation(report, tuple(drifts), tuple(findings))

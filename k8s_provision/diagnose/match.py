@@ -130,7 +130,6 @@ def match_signatures(
     since: str = "-1h",
     host_times: Mapping[str, float | None] | None = None,
     healthy: Sequence[str] = (),
-    secrets: Sequence[str] = (),
 ) -> list[Finding]:
     """Findings, deduplicated (one per signature, host, component and diagnosis; the latest
     evidence wins), without those suppressed, most severe and most fundamental first."""
@@ -169,9 +168,9 @@ def match_signatures(
                     id=sig.id,
                     severity=sig.severity,
                     rank=sig.rank,
-                    diagnosis=redact(sig.diagnosis.format_map(values), secrets),
-                    fix=tuple(redact(f.format_map(values), secrets) for f in sig.fix),
-                    evidence=redact(evidence, secrets),
+                    diagnosis=redact(sig.diagnosis.format_map(values)),
+                    fix=tuple(redact(f.format_map(values)) for f in sig.fix),
+                    evidence=redact(evidence),
                 )
                 findings[(sig.id, host, finding.component, finding.diagnosis)] = finding
     by_id = {s.id: s for s in signatures}

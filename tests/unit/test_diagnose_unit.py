@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import stat
 import tarfile
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from click.testing import CliRunner
 from k8s_provision import diagnose, inventory, render, runbook
 from k8s_provision import facts as cluster_facts
 from k8s_provision.cli import cli
-from k8s_provision.diagnose import Collected, Finding, collection, redact
+from k8s_provision.diagnose import Collected, Finding, collection
 from k8s_provision.diagnose import signatures as sigfile
 from k8s_provision.errors import ProvisionError, UsageError
 from k8s_provision.model import Cluster
@@ -881,32 +882,7 @@ def test_a_broken_signature_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Redaction, journal, disk, firewall
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ('ETCD_INITIAL_CLUSTER_TOKEN="abcd1234"', 'ETCD_INITIAL_CLUSTER_TOKEN="<redacted>"'),
-        ("--token=abcd1234 --v=2", "--token=<redacted> --v=2"),
-        ('{"password":"hunter22","user":"x"}', '{"password":"<redacted>","user":"x"}'),
-        ("client_secret: s3cr3t!", "client_secret: <redacted>"),
-        ("api_key='k-123'", "api_key='<redacted>'"),
-        # Paths are file names or etcd prefixes, not secrets: kept for diagnosis.
-        ('FLANNEL_ETCD_KEY="/atomic.io/network"', 'FLANNEL_ETCD_KEY="/atomic.io/network"'),
-        ("--service-account-key-file=/etc/k/sa.key", "--service-account-key-file=/etc/k/sa.key"),
-        ("100: Key not found (/atomic.io/network)", "100: Key not found (/atomic.io/network)"),
-        ("Authorization: Bearer abc.def.ghi", "Authorization: Bearer <redacted>"),
-        (
-            "x\n-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\ny",
-            "x\n<redacted private key>\ny",
-        ),
-        ('"initial-cluster-token":"k8s-etcd-cluster"', '"initial-cluster-token":"<redacted>"'),
-        ("joined with k8s-etcd-cluster today", "joined with <redacted> today"),
-    ],
-)
-def test_redact(text: str, expected: str) -> None:
-    assert redact.redact(text, [TOKEN]) == expected
+# Journal, disk, firewall
 
 
 @pytest.mark.parametrize(
@@ -1131,6 +1107,7 @@ def test_diagnose_writes_every_reachable_host_and_the_manifest(
     }
     assert manifest["findings"] == [f.as_dict() for f in result.findings]
     assert manifest["version"] and manifest["created"] and manifest["since"] == "1h"
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o600
     assert (
         "master: iptables-save: not available on this host (sh: iptables-save: not found)"
         in (manifest["errors"])
@@ -1153,6 +1130,25 @@ def test_diagnose_writes_every_reachable_host_and_the_manifest(
     assert files["diag/master/commands/ip-route.txt"].startswith("$ ip route\n# exit 0\n")
     assert files["diag/node2/error.txt"] == "timed out connecting to 192.168.10.3:22\n"
     assert "1. ERROR node2 ssh [host-unreachable]" in files["diag/findings.txt"]
+
+
+def test_the_manifest_and_findings_are_redacted_too(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An SSH error quoting a proxy URL with credentials: it lands in the manifest, the
+    # finding's evidence and findings.txt.
+    error = (
+        'cannot reach 192.168.10.3:22 through the ProxyCommand: http://ops:hunter22@proxy:3128 "x"'
+    )
+    fault = unreachable(error, "node2")
+    monkeypatch.setattr(collection, "collect", fake_collect(cluster, fault))
+    bundle = tmp_path / "diag.tar.gz"
+    result = diagnose.diagnose(cluster, inventory=str(REFERENCE), output=bundle)
+    files = members(bundle)
+    assert not any("hunter22" in text for text in files.values())
+    assert not any("hunter22" in f.evidence for f in result.findings)
+    manifest = json.loads(files["diag/manifest.json"])  # still a valid document
+    assert manifest["hosts"]["node2"]["error"] == error.replace("hunter22", "<redacted>")
 
 
 def test_bundle_holds_the_drift_diff(
@@ -1295,3 +1291,22 @@ def test_every_common_placeholder_is_filled(cluster: Cluster) -> None:
     filled = diagnose.host_vars(cluster, cluster.host("node1"), inventory="inv.ini")
     assert set(filled) == set(sigfile.COMMON_VARS)
     assert filled["healthy_member"] == "master"  # another member: fixes never run on node1
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_host_text_is_never_rich_markup(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal findings are printed with rich: text from the hosts must show as is."""
+    line = "etcd: exec [/usr/bin/etcd] failed: [bold]no such file[/bold]"
+    monkeypatch.setattr(
+        collection, "collect", fake_collect(cluster, failed_with("node1", "etcd", line))
+    )
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich's console then treats the runner as a terminal
+    monkeypatch.setenv("COLUMNS", "400")
+    result = CliRunner().invoke(cli, ["diagnose", str(REFERENCE), "-o", str(tmp_path / "b.tar.gz")])
+    shown = ANSI.sub("", result.stdout)
+    assert "\x1b[" in result.stdout  # it was rich's output
+    assert "[/usr/bin/etcd] failed: [bold]no such file[/bold]" in shown

@@ -5,6 +5,7 @@ the rules of `evaluate`, the report JSON shape and the CLI's exit codes."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -648,3 +649,18 @@ def test_fake_apiserver_answers_like_a_15_apiserver(fake_server: str) -> None:
     }
     assert json.loads(fetch(f"{fake_server}/api/v1/pods")[2])["reason"] == "NotFound"
     assert fetch(f"{fake_server}/api/v1/nodes", method="DELETE")[0] == 405
+
+
+def test_host_text_is_never_rich_markup(
+    cluster: Cluster, repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    facts = healthy_facts(cluster)
+    facts["node2"] = HostFacts("node2", error="sh: [/usr/bin/etcd]: [bold]denied[/bold]")
+    monkeypatch.setattr(verify_run, "collect", lambda cluster, **_: facts)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich's console then treats the runner as a terminal
+    monkeypatch.setenv("COLUMNS", "400")
+    result = CliRunner().invoke(cli, ["verify", str(repo_root / "inventories" / "reference.ini")])
+    assert "\x1b[" in result.stdout  # it was rich's table
+    assert "sh: [/usr/bin/etcd]: [bold]denied[/bold]" in re.sub(
+        r"\x1b\[[0-9;]*m", "", result.stdout
+    )
