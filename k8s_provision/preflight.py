@@ -36,6 +36,7 @@ done
 echo "clock=$(date +%s.%N)"
 """
 
+
 def python_too_old(found: tuple[int, int], version: str = ansible_version) -> bool:
     minimum = min_target_python(version)
     if minimum == (2, 7):

@@ -47,7 +47,7 @@ def evaluate(
     findings = match_signatures(
         cluster,
         signatures if signatures is not None else load_signatures(),
-        events(cluster, collected, report, drifts),
+        events(cluster, collected, report, drifts, since),
         inventory=inventory,
         since=since,
         host_times={name: got.host_time for name, got in collected.items()},

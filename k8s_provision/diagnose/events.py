@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from k8s_provision import facts, preflight
 from k8s_provision.diagnose.collection import Collected
 from k8s_provision.diagnose.drift import Drift, diff_stat
+from k8s_provision.diagnose.plan import disk_paths
 from k8s_provision.model import Cluster
 from k8s_provision.probes import etcd, firewalld, iptables, systemd
 from k8s_provision.probes import host as host_probes
@@ -43,14 +44,13 @@ def truncate(text: str, lines: int = EVIDENCE_LINES) -> str:
     return "\n".join([*kept[:lines], f"... ({len(kept) - lines} more lines in the bundle)"])
 
 
-def _host_events(cluster: Cluster, got: Collected) -> Iterator[Event]:
+def _host_events(cluster: Cluster, got: Collected, since: str) -> Iterator[Event]:
     """Unit states and journal lines of one reachable host."""
     units = facts.host_units(cluster.host(got.host))
     states = got.read(systemd.units(units)) or {}
     for unit in units:
         state = states.get(unit)
-        # The window does not change how the journal is read: any will do to name the probe.
-        lines = got.read(systemd.journal(unit, "")) or []
+        lines = got.read(systemd.journal(unit, since)) or []
         running = state is None or not state.installed or state.active == "active"
         run = systemd.last_run(lines) if not running else lines[-5:]
         first_of_run = len(lines) - len(run)
@@ -115,8 +115,8 @@ def _clock_events(cluster: Cluster, collected: Mapping[str, Collected]) -> Itera
             )
 
 
-def _disk_events(got: Collected) -> Iterator[Event]:
-    usages = got.read(host_probes.disk(()))
+def _disk_events(cluster: Cluster, got: Collected) -> Iterator[Event]:
+    usages = got.read(host_probes.disk(disk_paths(cluster, cluster.host(got.host))))
     if usages is None:
         return
     seen: set[tuple[str, str]] = set()
@@ -228,8 +228,8 @@ def _flannel_events(
     prefix = cluster.settings.flannel_etcd_prefix
     for member in [key_check.host, *cluster.etcd]:
         got = collected.get(member)
-        # The probe's URL does not change how its output is read.
-        found = got.read(etcd.config_search("")) if got else None
+        url = facts.etcd_client_url(cluster, cluster.host(member))
+        found = got.read(etcd.config_search(url)) if got else None
         if found is None:
             continue
         for key, value in found:
@@ -282,7 +282,9 @@ def events(
     collected: Mapping[str, Collected],
     report: Report,
     drifts: Sequence[Drift],
+    since: str,
 ) -> list[Event]:
+    """Every event of the cluster; `since` is the journal window the hosts were asked for."""
     found: list[Event] = []
     for host in cluster.hosts:
         got = collected.get(host.name)
@@ -292,8 +294,8 @@ def events(
             error = got.facts.error or "not collected"
             found.append(Event(host.name, "ssh", "ssh", error, {"error": error}, error))
             continue
-        found += _host_events(cluster, got)
-        found += _disk_events(got)
+        found += _host_events(cluster, got, since)
+        found += _disk_events(cluster, got)
         found += _firewall_events(cluster, got)
         found += _selinux_events(cluster, got)
         for name, output in got.facts.outputs.items():

@@ -33,7 +33,7 @@ def data_dir(cluster: Cluster, host: Host) -> str:
     return str(render.host_context(cluster, host.name)["etcd_data_dir"])
 
 
-def _disk_paths(cluster: Cluster, host: Host) -> list[str]:
+def disk_paths(cluster: Cluster, host: Host) -> list[str]:
     paths = ["/", "/var/log"]
     if host.is_etcd:
         # The data dir's parent too: it is what fills up when the data dir is gone or new.
@@ -59,7 +59,7 @@ def diagnose_probes(cluster: Cluster, host: Host, since: str) -> list[Probe[Any]
         firewalld.running(),
         firewalld.zone(),
         host_probes.df(),
-        host_probes.disk(_disk_paths(cluster, host)),
+        host_probes.disk(disk_paths(cluster, host)),
         host_probes.free(),
     ]
     if host.is_etcd:

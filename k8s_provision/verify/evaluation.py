@@ -35,7 +35,7 @@ def evaluate(cluster: Cluster, collected: Mapping[str, HostFacts]) -> Report:
             Check(host.name, "ssh", "pass", f"{user}@{host.address}:{host.connection.port or 22}")
         )
         units = ctx.units(host)
-        unit_output = ctx.output(host.name, systemd.units(()).name)
+        unit_output = ctx.output(host.name, systemd.units(facts.host_units(host)).name)
         unit_error = "no state reported for this unit"
         if unit_output is not None and unit_output.exit_code != 0:
             unit_error = unit_output.stderr.strip() or f"exit {unit_output.exit_code}"
