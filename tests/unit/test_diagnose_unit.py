@@ -26,8 +26,7 @@ from k8s_provision.diagnose import Collected, Finding, collection
 from k8s_provision.diagnose import signatures as sigfile
 from k8s_provision.errors import ProvisionError, UsageError
 from k8s_provision.model import Cluster
-from k8s_provision.probes import HostFacts, Output, firewalld, iptables, systemd
-from k8s_provision.probes import host as host_probes
+from k8s_provision.probes import HostFacts, Output, iptables, systemd
 from tests.lab import fake_apiserver
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -955,14 +954,6 @@ def test_journal_continuation_lines_and_headers() -> None:
     ]
 
 
-def test_parse_disk() -> None:
-    (usage,) = host_probes.parse_disk(
-        "k /var/lib/etcd /dev/mapper/centos-var 1000 960 40 96% /var\n"
-    )
-    assert (usage.path, usage.use_pct, usage.free, usage.mount) == ("/var/lib/etcd", 96, 40, "/var")
-    assert host_probes.parse_disk("i / overlay 0 0 0 - /\n") == []
-
-
 def blocked(text: str, ports: list[str], source: str = "192.168.10.2") -> dict[str, str | None]:
     found = iptables.blocked_ports(iptables.parse_iptables(text), ports, "192.168.10.1", [source])
     return {port: rule.line if rule else None for port, rule in found.items()}
@@ -997,17 +988,6 @@ def test_iptables_sources_policy_and_uncertain_rules() -> None:
     assert blocked(negated, ["2379/tcp"]) == {}
     other_table = "*nat\n:PREROUTING ACCEPT\n-A PREROUTING -j DROP\nCOMMIT\n"
     assert blocked(other_table, ["2379/tcp"]) == {}
-
-
-def test_firewalld_open_ports_and_services() -> None:
-    listing = (
-        "public (active)\n  target: default\n  services: ssh etcd-client\n"
-        "  ports: 2380/tcp 10250-10252/tcp 8285/udp\n"
-    )
-    accept_all, opened = firewalld.firewalld_open(listing)
-    assert not accept_all
-    assert {"2379/tcp", "2380/tcp", "10250/tcp", "10252/tcp", "8285/udp"} <= opened
-    assert firewalld.firewalld_open("trusted\n  target: ACCEPT\n")[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -26,15 +24,8 @@ from k8s_provision.model import Cluster
 from k8s_provision.probes import (
     HostFacts,
     Output,
-    Probe,
-    batch,
-    etcd,
-    flannel,
-    network,
-    raw,
     systemd,
 )
-from k8s_provision.probes import http as http_probe
 from k8s_provision.report import Check, Report, plain_table, summary
 from k8s_provision.verify import api, units
 from k8s_provision.verify import flannel as verify_flannel
@@ -216,39 +207,8 @@ def test_probes_use_each_hosts_own_endpoint(cluster: Cluster) -> None:
     assert "docker0" not in master
 
 
-@pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("sh", "timeout", "base64", "mktemp")),
-    reason="needs sh, timeout, base64 and mktemp",
-)
-def test_batch_script_runs_probes_in_parallel_and_frames_their_output() -> None:
-    probes = [
-        Probe("plain", "printf 'two\\nlines'", raw),
-        Probe("failing", f"echo 'to stderr {batch.MARK} x 0' >&2; exit 3", raw),
-        Probe("slow", "sleep 5", raw),
-        Probe("binary", "printf '\\000\\377'", raw),
-    ]
-    script = batch.batch_script(probes, timeout=1)
-    result = subprocess.run(
-        ["sh", "-c", script], capture_output=True, text=True, timeout=10, check=False
-    )
-    outputs = batch.parse_batch(result.stdout)
-    assert outputs["plain"] == Output(0, "two\nlines", "")
-    assert outputs["failing"].exit_code == 3
-    assert outputs["failing"].stderr == f"to stderr {batch.MARK} x 0\n"
-    assert outputs["slow"].exit_code == 124  # coreutils timeout
-    assert outputs["binary"].exit_code == 0
-
-
 # ---------------------------------------------------------------------------------------------
 # Parsing
-
-
-def test_parse_units_matches_blocks_by_position() -> None:
-    text = units_text({"etcd": "active", "kube-apiserver": "not-found", "flanneld": "failed"})
-    states = systemd.parse_units(text, ["etcd", "kube-apiserver", "flanneld"])
-    assert states["etcd"].active == "active"
-    assert not states["kube-apiserver"].installed
-    assert states["flanneld"].active == "failed"
 
 
 @pytest.mark.parametrize(
@@ -269,46 +229,6 @@ def test_unit_check(
     check = units.unit_check(cluster.host("node1"), "etcd", state)
     assert (check.check, check.status) == ("unit:etcd", status)
     assert detail in check.detail
-
-
-def test_etcdctl_problem_skips_json_log_lines() -> None:
-    output = Output(1, "", UNHEALTHY.replace("{ip}", "192.168.10.2"))
-    assert etcd.etcdctl_problem(output) == "failed to commit proposal: context deadline exceeded"
-    assert "not installed" in etcd.etcdctl_problem(Output(127, "", "etcdctl: not found"))
-
-
-@pytest.mark.parametrize(
-    ("ss", "port", "expected"),
-    [
-        (SS_LAB.format(ip="192.168.10.1"), 2379, ["127.0.0.1", "192.168.10.1"]),
-        (SS_LAB.format(ip="192.168.10.1"), 8080, ["0.0.0.0"]),  # noqa: S104 -- text, no bind
-        # iproute2 4.11 (CentOS 7) spells wildcards * and :::
-        ("State Recv-Q Send-Q Local Address:Port Peer Address:Port\n"
-         "LISTEN 0 128 *:8080 *:*\nLISTEN 0 128 :::8080 :::*\n", 8080, ["*", "::"]),
-        ("LISTEN 0 128 [::ffff:127.0.0.1]:8080 [::]:*\n", 8080, ["::ffff:127.0.0.1"]),
-    ],
-)  # fmt: skip
-def test_listeners(ss: str, port: int, expected: list[str]) -> None:
-    assert network.listeners(ss, port) == expected
-
-
-@pytest.mark.parametrize(
-    ("address", "loopback"),
-    [("127.0.0.1", True), ("::1", True), ("::ffff:127.0.0.1", True), ("0.0.0.0", False),  # noqa: S104
-     ("*", False), ("::", False), ("192.168.10.1", False)],
-)  # fmt: skip
-def test_is_loopback(address: str, loopback: bool) -> None:
-    assert network.is_loopback(address) is loopback
-
-
-def test_split_http() -> None:
-    assert http_probe.split_http(http("ok")) == (200, "ok")
-    refused = Output(7, "\n000", REFUSED.format(ip="192.168.10.1"))
-    assert http_probe.split_http(refused) == (None, "")
-
-
-def test_parse_leases() -> None:
-    assert flannel.parse_leases(leases_body(LEASES), "/atomic.io/network") == LEASES
 
 
 # ---------------------------------------------------------------------------------------------
