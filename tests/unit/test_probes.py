@@ -22,12 +22,20 @@ from k8s_provision.probes import (
     etcd,
     firewalld,
     flannel,
+    iptables,
     network,
     raw,
     systemd,
 )
 from k8s_provision.probes import host as host_probes
 from k8s_provision.probes import http as http_probe
+from tests.unit.diagnose_faults import (
+    FIREWALLD_IPTABLES,
+    IPTABLES_SERVICES,
+    NOW,
+    journal,
+    stamp,
+)
 from tests.unit.test_verify_unit import (
     LEASES,
     REFUSED,
@@ -274,3 +282,89 @@ def test_a_script_that_cannot_run_is_the_hosts_error(
     assert got["node1"].facts.error == (
         "the check script failed on 192.168.10.2 (exit 1): sudo: a password is required"
     )
+
+
+def test_last_run_of_notify_and_simple_units() -> None:
+    notify = systemd.parse_journal(
+        journal(
+            "n",
+            "etcd",
+            (1, "old run"),
+            (2, "systemd: Stopped etcd.service."),
+            (3, "systemd: Starting etcd.service..."),
+            (3, "member x has already been bootstrapped"),
+            (4, "systemd: Started etcd.service."),
+            (5, "systemd: etcd.service: Deactivated successfully."),
+        )
+    )
+    assert [line.message for line in systemd.last_run(notify)][1] == (
+        "member x has already been bootstrapped"
+    )
+    simple = systemd.parse_journal(
+        journal(
+            "n",
+            "kubelet",
+            (1, "systemd: Starting kubelet.service..."),
+            (1, "systemd: Started kubelet.service."),
+            (2, "systemd: kubelet.service: Main process exited, code=exited"),
+            (3, "systemd: Started kubelet.service."),
+            (4, "F0101 failed to run Kubelet"),
+        )
+    )
+    run = systemd.last_run(simple)
+    assert [line.message for line in run] == [
+        "Started kubelet.service.",
+        "F0101 failed to run Kubelet",
+    ]
+    assert systemd.last_error(run) == "F0101 failed to run Kubelet"
+    assert systemd.last_error([]) == "no log lines in the collected window"
+
+
+def test_journal_continuation_lines_and_headers() -> None:
+    text = (
+        "-- Logs begin at Mon 2026-01-01 --\n"
+        f"{stamp(NOW)} node1 etcd[9]: panic: boom\n"
+        "goroutine 1 [running]:\n"
+        "-- No entries --\n"
+    )
+    lines = systemd.parse_journal(text)
+    assert [(line.time, line.message) for line in lines] == [
+        (NOW, "panic: boom"),
+        (NOW, "goroutine 1 [running]:"),
+    ]
+
+
+def blocked(text: str, ports: list[str], source: str = "192.168.10.2") -> dict[str, str | None]:
+    found = iptables.blocked_ports(iptables.parse_iptables(text), ports, "192.168.10.1", [source])
+    return {port: rule.line if rule else None for port, rule in found.items()}
+
+
+def test_iptables_services_rejects_all_but_ssh() -> None:
+    catch_all = "-A INPUT -j REJECT --reject-with icmp-host-prohibited"
+    assert blocked(IPTABLES_SERVICES.format(extra=""), ["22/tcp", "2379/tcp", "8285/udp"]) == {
+        "2379/tcp": catch_all,
+        "8285/udp": catch_all,
+    }
+    opened = "-A INPUT -p tcp -m multiport --dports 2379,2380 -j ACCEPT\n"
+    assert blocked(IPTABLES_SERVICES.format(extra=opened), ["2379/tcp", "2380/tcp"]) == {}
+
+
+def test_firewalld_chains_through_goto() -> None:
+    # The KUBE-FIREWALL DROP matches only marked packets: never a claimed drop.
+    assert blocked(FIREWALLD_IPTABLES, ["2379/tcp", "2380/tcp", "8080/tcp"]) == {
+        "8080/tcp": "-A INPUT -j REJECT --reject-with icmp-host-prohibited"
+    }
+
+
+def test_iptables_sources_policy_and_uncertain_rules() -> None:
+    by_source = "*filter\n:INPUT ACCEPT\n-A INPUT -s 192.168.10.3/32 -p tcp --dport 2380 -j DROP\n"
+    assert blocked(by_source, ["2380/tcp"], source="192.168.10.2") == {}
+    assert blocked(by_source, ["2380/tcp"], source="192.168.10.3") == {
+        "2380/tcp": "-A INPUT -s 192.168.10.3/32 -p tcp --dport 2380 -j DROP"
+    }
+    policy = "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n"
+    assert blocked(policy, ["2379/tcp"]) == {"2379/tcp": None}
+    negated = "*filter\n:INPUT ACCEPT\n-A INPUT ! -s 192.168.10.0/24 -j DROP\n"
+    assert blocked(negated, ["2379/tcp"]) == {}
+    other_table = "*nat\n:PREROUTING ACCEPT\n-A PREROUTING -j DROP\nCOMMIT\n"
+    assert blocked(other_table, ["2379/tcp"]) == {}
