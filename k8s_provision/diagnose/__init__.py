@@ -3,11 +3,11 @@ bundle, and name each fault with its host and the fix.
 
 This package owns the fault finding and the bundle; what runs on the hosts and how its output
 is read belongs to `k8s_provision.probes`, the health checks it reuses to `verify`. Modules:
-- `plan`: what is collected from each host; `collect`: collecting it (the shared collector,
-  plus the host's clock).
+- `plan`: what is collected from each host; `collection`: collecting it (the shared
+  collector, plus the host's clock).
 - `drift`: files on the hosts against `render`; `events`: everything observed, as events.
 - `signatures`: the fault signatures of signatures.yml; `match`: events into ranked findings.
-- `evaluate`: all of the above, pure; `redact`: hiding secrets in everything written or shown.
+- `evaluation`: all of the above, pure; `redact`: hiding secrets in everything written or shown.
 - `bundle`: the tar.gz; `run`: the whole diagnose."""
 
 from __future__ import annotations

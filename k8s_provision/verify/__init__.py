@@ -6,7 +6,8 @@ This package owns the checks and their verdicts; what runs on the hosts and how 
 read belongs to `k8s_provision.probes`. Modules:
 - `plan`: which probes each host runs; `run`: collect them (one SSH session and one batched
   script per host) and evaluate.
-- `context`: the collected facts as the checks read them; `evaluate`: every check, per host.
+- `context`: the collected facts as the checks read them; `evaluation`: every check, per
+  host.
 - `units`, `etcd`, `flannel`, `api`, `security`: the checks of one component each.
 
 Rules every check follows:
