@@ -9,6 +9,7 @@ import time
 
 from ansible.release import __version__ as ansible_version
 
+from k8s_provision.facts import PYTHON_INTERPRETERS, min_target_python
 from k8s_provision.model import Cluster, Host
 from k8s_provision.report import Check
 from k8s_provision.ssh import HostSession, on_hosts
@@ -35,26 +36,6 @@ done
 echo "clock=$(date +%s.%N)"
 """
 
-# Where ansible-core's interpreter discovery looks, in its order, for the hosts we support.
-_INTERPRETERS = (
-    "/usr/bin/python3",
-    "/usr/libexec/platform-python",
-    "python3",
-    "/usr/bin/python",
-    "python",
-    "/usr/bin/python2.7",
-)
-
-
-def min_target_python(version: str = ansible_version) -> tuple[int, int]:
-    """Oldest target Python the given ansible-core manages (2.16 still manages 2.7 and 3.6)."""
-    major, minor = (int(x) for x in version.split(".")[:2])
-    if (major, minor) <= (2, 16):
-        return (2, 7)
-    if (major, minor) == (2, 17):
-        return (3, 7)
-    return (3, 8)
-
 
 def python_too_old(found: tuple[int, int], version: str = ansible_version) -> bool:
     minimum = min_target_python(version)
@@ -74,7 +55,7 @@ def parse_probe(output: str) -> dict[str, str]:
 
 def _probe(session: HostSession) -> tuple[dict[str, str] | None, str | None, float]:
     interpreter = session.host.connection.python_interpreter
-    candidates = (interpreter,) if interpreter else _INTERPRETERS
+    candidates = (interpreter,) if interpreter else PYTHON_INTERPRETERS
     script = _PROBE.replace("{interpreters}", " ".join(candidates))
     sent = time.time()
     result = session.run(script, timeout=30)

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 Status = Literal["pass", "fail", "warn", "skip"]
 STATUSES: tuple[Status, ...] = ("pass", "fail", "warn", "skip")
@@ -85,13 +85,12 @@ def print_report(report: Report, *, as_json: bool, what: str) -> None:
         for column in ("HOST", "CHECK", "STATUS"):
             table.add_column(column, no_wrap=True)
         table.add_column("DETAIL", overflow="fold")
+        # Text objects, never markup: a detail quotes the hosts' own output ("[/usr/bin/etcd]").
         for c in report.checks:
-            style = _STYLE[c.status]
-            status = f"[{style}]{c.status.upper()}[/{style}]"
-            table.add_row(escape(c.host), escape(c.check), status, escape(c.detail))
+            status = Text(c.status.upper(), style=_STYLE[c.status])
+            table.add_row(Text(c.host), Text(c.check), status, Text(c.detail))
         console.print(table)
-        style = "green" if report.ok else "bold red"
-        console.print(f"[{style}]{escape(summary(report, what))}[/{style}]")
+        console.print(Text(summary(report, what), style="green" if report.ok else "bold red"))
         return
     click.echo(plain_table(report.checks))
     click.echo(summary(report, what))

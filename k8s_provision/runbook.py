@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from k8s_provision import diagnose, render
+from k8s_provision import diagnose, facts, render
 from k8s_provision.model import Cluster
-
-FLANNEL_IFACES = {"udp": "flannel0", "vxlan": "flannel.1"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ def runbook(cluster: Cluster, inventory: str, since: str = "1h") -> list[Section
     first = v(cluster.etcd[0])
     master = v(cluster.master.name)
     flannel_hosts = [h.name for h in cluster.hosts if h.runs_flannel]
-    iface = FLANNEL_IFACES.get(cluster.settings.flannel_backend)
+    iface = facts.FLANNEL_INTERFACES.get(cluster.settings.flannel_backend)
 
     etcd = [
         f"{first['host']}# ETCDCTL_API=2 etcdctl --endpoints={first['endpoints']} cluster-health",
@@ -118,7 +116,7 @@ def runbook(cluster: Cluster, inventory: str, since: str = "1h") -> list[Section
 
     hosts = []
     for host in cluster.hosts:
-        ports = " ".join(diagnose.needed_ports(cluster, host))
+        ports = " ".join(facts.open_ports(cluster, host))
         hosts += [
             f"{host.name}# getenforce   # Permissive or Disabled on EL",
             f"{host.name}# firewall-cmd --state && firewall-cmd --list-all   # open: {ports}",

@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.text import Text
 
 from k8s_provision import diagnose, inventory, runbook
 from k8s_provision.diagnose import Finding
@@ -35,12 +36,13 @@ def _progress(console: Console, hosts: list[str]) -> Iterator[diagnose.Progress]
         def plain(host: str, stage: str, detail: str) -> None:
             if stage in ("done", "failed"):
                 text = "collected in" if stage == "done" else "failed:"
-                console.print(f"diagnose: {host}: {text} {detail}", highlight=False)
+                console.print(Text(f"diagnose: {host}: {text} {detail}"))
 
         yield plain
         return
     with Progress(
-        SpinnerColumn(), TextColumn("{task.fields[host]}"), TextColumn("{task.description}"),
+        SpinnerColumn(), TextColumn("{task.fields[host]}", markup=False),
+        TextColumn("{task.description}"),
         console=console,
     ) as live:  # fmt: skip
         width = max(len(h) for h in hosts)
@@ -57,20 +59,24 @@ def _print_findings(console: Console, findings: tuple[Finding, ...]) -> None:
     if not console.is_terminal:
         click.echo(diagnose.findings_text(findings), nl=False)
         return
+    # Text objects, never markup: findings quote the hosts' own output ("[/usr/bin/etcd]").
     for i, f in enumerate(findings, 1):
-        style = _SEVERITY_STYLE[f.severity]
         console.print(
-            f"{i}. [{style}]{f.severity.upper()}[/{style}] [bold]{escape(f.host)}[/bold]"
-            f" {escape(f.component)} [dim]\\[{escape(f.id)}][/dim]"
-        )
-        console.print(f"   {escape(f.diagnosis)}")
-        for j, line in enumerate(f.evidence.splitlines()):
-            console.print(
-                f"   {'evidence: ' if j == 0 else '          '}{escape(line)}", style="dim"
+            Text.assemble(
+                f"{i}. ",
+                (f.severity.upper(), _SEVERITY_STYLE[f.severity]),
+                " ",
+                (f.host, "bold"),
+                f" {f.component} ",
+                (f"[{f.id}]", "dim"),
             )
+        )
+        console.print(Text(f"   {f.diagnosis}"))
+        for j, line in enumerate(f.evidence.splitlines()):
+            console.print(Text(f"   {'evidence: ' if j == 0 else '          '}{line}", "dim"))
         console.print("   fix:")
         for line in f.fix:
-            console.print(f"     {escape(line)}", style="cyan")
+            console.print(Text(f"     {line}", "cyan"))
         console.print()
 
 
@@ -156,7 +162,7 @@ def command(
         out = Console(highlight=False, soft_wrap=True)
         if result.findings:
             _print_findings(out, result.findings)
-        out.print(_summary(result))
-        out.print(f"bundle: {result.bundle} (mode 0600; it may hold sensitive data)")
+        out.print(Text(_summary(result)))
+        out.print(Text(f"bundle: {result.bundle} (mode 0600; it may hold sensitive data)"))
     if not result.ok:
         raise OperationFailed(diagnose.failure_summary(result.findings))

@@ -3,6 +3,9 @@ play's `groups` and `hostvars` exactly as `k8s-provision render` builds it.
 
     k8s: "{{ lookup('k8s_context') }}"             # for the current host
     k8s: "{{ lookup('k8s_context', 'node1') }}"    # for another host
+
+Besides the template context it holds `facts`: the cluster facts of `k8s_provision.facts`
+(units, open ports, interfaces, etcd and API URLs, Python interpreters) for the roles to read.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class LookupModule(LookupBase):  # type: ignore[misc]
         self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[Any]:
         try:
+            from k8s_provision import facts
             from k8s_provision.errors import InventoryError
             from k8s_provision.inventory import build_cluster
             from k8s_provision.paths import templates_dir
@@ -52,6 +56,8 @@ class LookupModule(LookupBase):  # type: ignore[misc]
             # A host in no role group (only a bastion passes validation so) gets no context.
             return [{}]
         context = host_context(cluster, host)
+        # The cluster facts (units, ports, URLs, interpreters) the roles read, never copy.
+        context["facts"] = facts.context(cluster, cluster.host(host))
         # The roles render from the very directory `k8s-provision render` reads.
         context["templates_dir"] = str(templates_dir())
         # SHA-1 of each file's content as `render` writes it: a role compares it with the

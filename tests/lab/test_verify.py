@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from k8s_provision import facts, verify
 from k8s_provision import lab as lab_api
-from k8s_provision import verify
 from k8s_provision.model import Cluster
 from k8s_provision.report import Check, Report
 
@@ -153,7 +153,7 @@ def test_converged_lab_verifies_ok(converged_lab: lab_api.LabState, cluster: Clu
 def test_components_not_installed_are_skipped_never_passed(cluster: Cluster) -> None:
     report = verify.verify(cluster)
     for host in cluster.hosts:
-        for unit in verify.host_units(host):
+        for unit in facts.host_units(host):
             if unit in NOT_ON_DEBIAN:
                 found = row(report, host.name, f"unit:{unit}")
                 assert (found.status, found.detail) == (

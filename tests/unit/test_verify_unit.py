@@ -5,8 +5,7 @@ the rules of `evaluate`, the report JSON shape and the CLI's exit codes."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -18,11 +17,19 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from k8s_provision import facts as cluster_facts
 from k8s_provision import inventory, verify
 from k8s_provision.cli import cli
 from k8s_provision.model import Cluster
+from k8s_provision.probes import (
+    HostFacts,
+    Output,
+    systemd,
+)
 from k8s_provision.report import Check, Report, plain_table, summary
-from k8s_provision.verify import HostFacts, Output, Probe
+from k8s_provision.verify import api, units
+from k8s_provision.verify import flannel as verify_flannel
+from k8s_provision.verify import run as verify_run
 from tests.lab import fake_apiserver
 
 # Real outputs seen on the lab (etcd 3.4, curl 7.88, iproute2 6.1, systemd 252).
@@ -128,7 +135,7 @@ def healthy_facts(cluster: Cluster, scenario: dict[str, Any] = ALL_READY) -> dic
     facts = {}
     for host in cluster.hosts:
         outputs = {
-            "units": Output(0, units_text(dict.fromkeys(verify.host_units(host), "active"))),
+            "units": Output(0, units_text(dict.fromkeys(cluster_facts.host_units(host), "active"))),
             "listen": Output(0, SS_LAB.format(ip=host.ip)),
             "etcd-health": Output(0, "", HEALTHY.format(ip=host.ip)),
             "etcd-reach": Output(0, '{"health":"true"}'),
@@ -172,14 +179,14 @@ def row(report: Report, host: str, check: str) -> Check:
 
 
 def test_units_follow_roles_in_start_order(cluster: Cluster) -> None:
-    assert verify.host_units(cluster.host("master")) == (
+    assert cluster_facts.host_units(cluster.host("master")) == (
         "etcd",
         "flanneld",
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
     )
-    assert verify.host_units(cluster.host("node1")) == (
+    assert cluster_facts.host_units(cluster.host("node1")) == (
         "etcd",
         "flanneld",
         "docker",
@@ -200,39 +207,8 @@ def test_probes_use_each_hosts_own_endpoint(cluster: Cluster) -> None:
     assert "docker0" not in master
 
 
-@pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("sh", "timeout", "base64", "mktemp")),
-    reason="needs sh, timeout, base64 and mktemp",
-)
-def test_batch_script_runs_probes_in_parallel_and_frames_their_output() -> None:
-    probes = [
-        Probe("plain", "printf 'two\\nlines'"),
-        Probe("failing", f"echo 'to stderr {verify._MARK} x 0' >&2; exit 3"),
-        Probe("slow", "sleep 5"),
-        Probe("binary", "printf '\\000\\377'"),
-    ]
-    script = verify.batch_script(probes, timeout=1)
-    result = subprocess.run(
-        ["sh", "-c", script], capture_output=True, text=True, timeout=10, check=False
-    )
-    outputs = verify.parse_batch(result.stdout)
-    assert outputs["plain"] == Output(0, "two\nlines", "")
-    assert outputs["failing"].exit_code == 3
-    assert outputs["failing"].stderr == f"to stderr {verify._MARK} x 0\n"
-    assert outputs["slow"].exit_code == 124  # coreutils timeout
-    assert outputs["binary"].exit_code == 0
-
-
 # ---------------------------------------------------------------------------------------------
 # Parsing
-
-
-def test_parse_units_matches_blocks_by_position() -> None:
-    text = units_text({"etcd": "active", "kube-apiserver": "not-found", "flanneld": "failed"})
-    states = verify.parse_units(text, ["etcd", "kube-apiserver", "flanneld"])
-    assert states["etcd"].active == "active"
-    assert not states["kube-apiserver"].installed
-    assert states["flanneld"].active == "failed"
 
 
 @pytest.mark.parametrize(
@@ -249,50 +225,10 @@ def test_parse_units_matches_blocks_by_position() -> None:
 def test_unit_check(
     cluster: Cluster, load: str, active: str, sub: str, enabled: str, status: str, detail: str
 ) -> None:
-    state = verify.UnitState(load, active, sub, enabled)
-    check = verify.unit_check(cluster.host("node1"), "etcd", state)
+    state = systemd.UnitState(load, active, sub, enabled)
+    check = units.unit_check(cluster.host("node1"), "etcd", state)
     assert (check.check, check.status) == ("unit:etcd", status)
     assert detail in check.detail
-
-
-def test_etcdctl_problem_skips_json_log_lines() -> None:
-    output = Output(1, "", UNHEALTHY.replace("{ip}", "192.168.10.2"))
-    assert verify.etcdctl_problem(output) == "failed to commit proposal: context deadline exceeded"
-    assert "not installed" in verify.etcdctl_problem(Output(127, "", "etcdctl: not found"))
-
-
-@pytest.mark.parametrize(
-    ("ss", "port", "expected"),
-    [
-        (SS_LAB.format(ip="192.168.10.1"), 2379, ["127.0.0.1", "192.168.10.1"]),
-        (SS_LAB.format(ip="192.168.10.1"), 8080, ["0.0.0.0"]),  # noqa: S104 -- text, no bind
-        # iproute2 4.11 (CentOS 7) spells wildcards * and :::
-        ("State Recv-Q Send-Q Local Address:Port Peer Address:Port\n"
-         "LISTEN 0 128 *:8080 *:*\nLISTEN 0 128 :::8080 :::*\n", 8080, ["*", "::"]),
-        ("LISTEN 0 128 [::ffff:127.0.0.1]:8080 [::]:*\n", 8080, ["::ffff:127.0.0.1"]),
-    ],
-)  # fmt: skip
-def test_listeners(ss: str, port: int, expected: list[str]) -> None:
-    assert verify.listeners(ss, port) == expected
-
-
-@pytest.mark.parametrize(
-    ("address", "loopback"),
-    [("127.0.0.1", True), ("::1", True), ("::ffff:127.0.0.1", True), ("0.0.0.0", False),  # noqa: S104
-     ("*", False), ("::", False), ("192.168.10.1", False)],
-)  # fmt: skip
-def test_is_loopback(address: str, loopback: bool) -> None:
-    assert verify.is_loopback(address) is loopback
-
-
-def test_split_http() -> None:
-    assert verify.split_http(http("ok")) == (200, "ok")
-    refused = Output(7, "\n000", REFUSED.format(ip="192.168.10.1"))
-    assert verify.split_http(refused) == (None, "")
-
-
-def test_parse_leases() -> None:
-    assert verify.parse_leases(leases_body(LEASES), "/atomic.io/network") == LEASES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,7 +266,7 @@ NODE_CASES: list[dict[str, Any]] = [
 @pytest.mark.parametrize("case", NODE_CASES, ids=[c["name"] for c in NODE_CASES])
 def test_nodes_check(case: dict[str, Any]) -> None:
     data = json.loads(api_json("/api/v1/nodes", {"nodes": case["nodes"]}))
-    check = verify.nodes_check("master", data, ["node1", "node2"])
+    check = api.nodes_check("master", data, ["node1", "node2"])
     assert check.status == case["status"], check.detail
     for text in case["expect"]:
         assert text in check.detail
@@ -339,14 +275,14 @@ def test_nodes_check(case: dict[str, Any]) -> None:
 def test_nodes_check_reports_pressure() -> None:
     data = json.loads(api_json("/api/v1/nodes", {"nodes": ALL_READY["nodes"]}))
     data["items"][1]["status"]["conditions"][0].update(status="True", message="out of disk space")
-    check = verify.nodes_check("master", data, ["node1", "node2"])
+    check = api.nodes_check("master", data, ["node1", "node2"])
     assert check.status == "fail"
     assert "node2 OutOfDisk (out of disk space)" in check.detail
 
 
 def test_componentstatus_check() -> None:
     healthy = json.loads(api_json("/api/v1/componentstatuses", ALL_READY))
-    check = verify.componentstatus_check("master", healthy, 3)
+    check = api.componentstatus_check("master", healthy, 3)
     assert check.status == "pass"
     assert "etcd-2" in check.detail
     refused = "Get http://127.0.0.1:10252/healthz: dial tcp 127.0.0.1:10252: connection refused"
@@ -357,7 +293,7 @@ def test_componentstatus_check() -> None:
             {"name": "etcd-0"},
         ]
     }
-    check = verify.componentstatus_check(
+    check = api.componentstatus_check(
         "master", json.loads(api_json("/api/v1/componentstatuses", scenario)), 3
     )
     assert check.status == "fail"
@@ -379,7 +315,7 @@ def test_componentstatus_check() -> None:
     ],
 )  # fmt: skip
 def test_network_key_check(code: int, body: str, status: str, expect: str) -> None:
-    check = verify.network_key_check(
+    check = verify_flannel.network_key_check(
         "master", "/atomic.io/network/config", "http://x:2379", code, body, "172.17.0.0/16", "udp"
     )
     assert check.status == status
@@ -398,7 +334,7 @@ def test_network_key_check(code: int, body: str, status: str, expect: str) -> No
 )
 def test_docker0_check(cluster: Cluster, line: str, status: str, expect: str) -> None:
     output = Output(0, f"3: docker0    {line} scope global docker0")
-    check = verify.docker0_check(cluster.host("node1"), output, "172.17.0.0/16", LEASES)
+    check = verify_flannel.docker0_check(cluster.host("node1"), output, "172.17.0.0/16", LEASES)
     assert check.status == status
     assert expect in check.detail
 
@@ -447,7 +383,9 @@ def test_not_installed_is_skip_never_pass(cluster: Cluster) -> None:
     facts = healthy_facts(cluster)
     for host in cluster.hosts:
         # The Debian lab: etcd only, nothing answers on the API port.
-        states = {u: "active" if u == "etcd" else "not-found" for u in verify.host_units(host)}
+        states = {
+            u: "active" if u == "etcd" else "not-found" for u in cluster_facts.host_units(host)
+        }
         facts = with_output(facts, host.name, units=Output(0, units_text(states)))
     facts = with_output(
         facts,
@@ -555,7 +493,7 @@ def test_cli_json_is_the_only_stdout_and_exit_code_follows_failures(
     facts = healthy_facts(cluster)
     if broken:
         facts["node1"] = HostFacts("node1", error="connection refused by 192.168.10.2:22")
-    monkeypatch.setattr(verify, "collect", lambda cluster, **_: facts)
+    monkeypatch.setattr(verify_run, "collect", lambda cluster, **_: facts)
     result = CliRunner().invoke(
         cli, ["verify", str(repo_root / "inventories" / "reference.ini"), "--json"]
     )
@@ -569,7 +507,7 @@ def test_cli_json_is_the_only_stdout_and_exit_code_follows_failures(
 def test_cli_table_when_piped(
     cluster: Cluster, repo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verify, "collect", lambda cluster, **_: healthy_facts(cluster))
+    monkeypatch.setattr(verify_run, "collect", lambda cluster, **_: healthy_facts(cluster))
     result = CliRunner().invoke(cli, ["verify", str(repo_root / "inventories" / "reference.ini")])
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
@@ -631,3 +569,18 @@ def test_fake_apiserver_answers_like_a_15_apiserver(fake_server: str) -> None:
     }
     assert json.loads(fetch(f"{fake_server}/api/v1/pods")[2])["reason"] == "NotFound"
     assert fetch(f"{fake_server}/api/v1/nodes", method="DELETE")[0] == 405
+
+
+def test_host_text_is_never_rich_markup(
+    cluster: Cluster, repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    facts = healthy_facts(cluster)
+    facts["node2"] = HostFacts("node2", error="sh: [/usr/bin/etcd]: [bold]denied[/bold]")
+    monkeypatch.setattr(verify_run, "collect", lambda cluster, **_: facts)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich's console then treats the runner as a terminal
+    monkeypatch.setenv("COLUMNS", "400")
+    result = CliRunner().invoke(cli, ["verify", str(repo_root / "inventories" / "reference.ini")])
+    assert "\x1b[" in result.stdout  # it was rich's table
+    assert "sh: [/usr/bin/etcd]: [bold]denied[/bold]" in re.sub(
+        r"\x1b\[[0-9;]*m", "", result.stdout
+    )

@@ -1,0 +1,147 @@
+"""Cluster facts derived from the model, in one place: the units each role runs, the ports each
+role and flannel backend needs open, the network interfaces the cluster creates, the etcd
+client and peer URLs and the API URLs, and the Python interpreters preflight looks for and
+accepts. verify, diagnose, preflight and the runbook read them here; the roles read them as
+`k8s.facts` through the `k8s_context` lookup (`context`). Nobody keeps a copy.
+
+The files each host receives are `render.planned_files` (`k8s.files` for the roles)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.release import __version__ as ansible_version
+
+from k8s_provision.model import Cluster, Host
+
+# Units in start order, and the role that runs each.
+UNITS_BY_ROLE: tuple[tuple[str, str], ...] = (
+    ("etcd", "etcd"),
+    ("flanneld", "flannel"),
+    ("docker", "node"),
+    ("kube-apiserver", "master"),
+    ("kube-controller-manager", "master"),
+    ("kube-scheduler", "master"),
+    ("kubelet", "node"),
+    ("kube-proxy", "node"),
+)
+
+# UDP port of each flannel backend that encapsulates (host-gw needs none).
+FLANNEL_BACKEND_PORTS = {"udp": "8285/udp", "vxlan": "8472/udp"}
+
+# The network interface each flannel backend creates (host-gw creates none).
+FLANNEL_INTERFACES = {"udp": "flannel0", "vxlan": "flannel.1"}
+# Every interface the cluster creates on a host: flannel's and docker's bridge.
+INTERFACES = ("flannel0", "flannel.1", "docker0")
+
+# Interpreters looked for when the inventory sets no ansible_python_interpreter, newest first
+# like Ansible's own discovery; the first one found is the one checked.
+PYTHON_INTERPRETERS = (
+    "python3.13",
+    "python3.12",
+    "python3.11",
+    "python3.10",
+    "python3.9",
+    "python3.8",
+    "python3.7",
+    "python3.6",
+    "/usr/bin/python3",
+    "/usr/libexec/platform-python",
+    "python3",
+    "/usr/bin/python",
+    "python2.7",
+    "python",
+)
+
+
+def min_target_python(version: str = ansible_version) -> tuple[int, int]:
+    """Oldest target Python the given ansible-core manages (2.16 still manages 2.7 and 3.6)."""
+    major, minor = (int(x) for x in version.split(".")[:2])
+    if (major, minor) <= (2, 16):
+        return (2, 7)
+    if (major, minor) == (2, 17):
+        return (3, 7)
+    return (3, 8)
+
+
+def host_units(host: Host) -> tuple[str, ...]:
+    """The systemd units `host` runs, from its roles, in start order."""
+    has = {
+        "etcd": host.is_etcd,
+        "flannel": host.runs_flannel,
+        "master": host.is_master,
+        "node": host.is_node,
+    }
+    return tuple(unit for unit, role in UNITS_BY_ROLE if has[role])
+
+
+def all_units() -> tuple[str, ...]:
+    """Every unit of the cluster, in start order."""
+    return tuple(unit for unit, _ in UNITS_BY_ROLE)
+
+
+def role_units() -> dict[str, list[str]]:
+    """{role: its units in start order}; roles: etcd, flannel, master, node."""
+    units: dict[str, list[str]] = {}
+    for unit, role in UNITS_BY_ROLE:
+        units.setdefault(role, []).append(unit)
+    return units
+
+
+def open_ports(cluster: Cluster, host: Host) -> list[str]:
+    """Ports other cluster hosts reach on `host` (`PORT/PROTO`), as firewalld opens them."""
+    s = cluster.settings
+    ports: list[str] = []
+    if host.is_etcd:
+        ports += [f"{s.etcd_client_port}/tcp", f"{s.etcd_peer_port}/tcp"]
+    if host.is_master:
+        ports.append(f"{s.kube_api_port}/tcp")
+    if host.is_node:
+        ports.append(f"{s.kubelet_port}/tcp")
+    if host.runs_flannel and s.flannel_backend in FLANNEL_BACKEND_PORTS:
+        ports.append(FLANNEL_BACKEND_PORTS[s.flannel_backend])
+    return ports
+
+
+def etcd_client_url(cluster: Cluster, host: Host) -> str:
+    return f"http://{host.ip}:{cluster.settings.etcd_client_port}"
+
+
+def etcd_peer_url(cluster: Cluster, host: Host) -> str:
+    return f"http://{host.ip}:{cluster.settings.etcd_peer_port}"
+
+
+def etcd_local_url(cluster: Cluster) -> str:
+    """etcd's client URL from a member itself."""
+    return f"http://127.0.0.1:{cluster.settings.etcd_client_port}"
+
+
+def api_url(cluster: Cluster) -> str:
+    """The master's insecure API port, as every host reaches it."""
+    return f"http://{cluster.master.ip}:{cluster.settings.kube_api_port}"
+
+
+def api_local_url(cluster: Cluster) -> str:
+    """The insecure API port from the master itself: where kube-apiserver binds, or loopback
+    when it binds every address."""
+    address = cluster.settings.kube_api_address
+    local = "127.0.0.1" if address == "0.0.0.0" else address  # noqa: S104 -- compared, not bound
+    return f"http://{local}:{cluster.settings.kube_api_port}"
+
+
+def context(cluster: Cluster, host: Host) -> dict[str, Any]:
+    """The facts the roles read, as `k8s.facts` in the `k8s_context` lookup's value."""
+    return {
+        "units": list(host_units(host)),
+        "all_units": list(all_units()),
+        "role_units": role_units(),
+        "open_ports": open_ports(cluster, host),
+        "interfaces": list(INTERFACES),
+        "python_interpreters": list(PYTHON_INTERPRETERS),
+        "python_minimum": ".".join(map(str, min_target_python())),
+        "etcd_client_url": etcd_client_url(cluster, host) if host.is_etcd else "",
+        "etcd_peer_url": etcd_peer_url(cluster, host) if host.is_etcd else "",
+        "etcd_local_url": etcd_local_url(cluster),
+        "api_url": api_url(cluster),
+        "api_local_url": api_local_url(cluster),
+    }

@@ -1,0 +1,51 @@
+"""HTTP and kubectl probes against the API server, and how curl's output is read."""
+
+from __future__ import annotations
+
+import re
+
+from k8s_provision.probes.base import Output, Probe, raw
+
+# curl prints the body, then the status code on a line of its own.
+CURL = "curl -sS -m 5 --connect-timeout 3 -w '\\n%{http_code}'"
+
+
+def split_http(output: Output) -> tuple[int | None, str]:
+    """(HTTP status, body) from curl run with -w '\\n%{http_code}'; None when nothing answered."""
+    body, _, code = output.stdout.rpartition("\n")
+    if output.exit_code != 0 or not code.strip().isdigit() or code.strip() == "000":
+        return None, ""
+    return int(code), body
+
+
+def curl_error(output: Output) -> str:
+    """Why curl got no answer, in curl's own words without its error number."""
+    if output.exit_code == 127:
+        return "curl is not installed on this host"
+    lines = [line for line in output.stderr.splitlines() if line.strip()]
+    if not lines:
+        return f"curl exited {output.exit_code}"
+    return re.sub(r"^curl: \(\d+\) ", "", lines[-1])
+
+
+def healthz(api_url: str) -> Probe[Output]:
+    return Probe("healthz", f"{CURL} {api_url}/healthz", raw)
+
+
+def kubectl_json(name: str, api_url: str, resource: str) -> Probe[Output]:
+    """`kubectl get RESOURCE -o json`. The full resource name: 1.5 discovery has no short names,
+    so `cs` is unknown. No --request-timeout: kubectl 1.5 may lack it; the probe's `timeout`
+    bounds it."""
+    return Probe(name, f"kubectl -s {api_url} get {resource} -o json", raw)
+
+
+def kubectl_if_up(name: str, api_url: str, arguments: str) -> Probe[Output]:
+    """kubectl's text view for the bundle. Each kubectl costs a Go start-up: run it only when
+    something answers on the API port."""
+    return Probe(
+        name,
+        f"curl -s -m 3 -o /dev/null {api_url}/healthz"
+        f" || {{ echo 'nothing answers on {api_url}: kubectl not run' >&2; exit 7; }};"
+        f" kubectl -s {api_url} {arguments}",
+        raw,
+    )

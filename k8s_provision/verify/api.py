@@ -1,0 +1,151 @@
+"""The API server's checks: /healthz, kubectl get componentstatuses and kubectl get nodes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from k8s_provision import facts
+from k8s_provision.model import Host
+from k8s_provision.probes import PROBE_TIMEOUT, Output
+from k8s_provision.probes.http import curl_error, split_http
+from k8s_provision.report import Check
+from k8s_provision.verify.context import Context
+
+NODE_PRESSURE_CONDITIONS = ("OutOfDisk", "MemoryPressure", "DiskPressure")
+
+
+def _api_down(
+    ctx: Context, master: Host, name: str, healthz: Output | None, *, for_kubectl: bool
+) -> Check | None:
+    """The row for an API check when nothing answers on the API port, else None: fail when
+    kube-apiserver is installed, skip with the reason when it is not."""
+    if healthz is not None and split_http(healthz)[0] is not None:
+        return None
+    api = f"{master.ip}:{ctx.cluster.settings.kube_api_port}"
+    if not ctx.installed(master, "kube-apiserver"):
+        return Check(
+            master.name,
+            name,
+            "skip",
+            f"kube-apiserver is not installed on this host and nothing answers on {api}",
+        )
+    if for_kubectl:
+        return Check(
+            master.name,
+            name,
+            "fail",
+            f"cannot run: nothing answers on {api} (see apiserver:healthz)",
+        )
+    error = curl_error(healthz) if healthz is not None else "no output"
+    return Check(
+        master.name,
+        name,
+        "fail",
+        f"nothing answers on {api}: {error}; see journalctl -u kube-apiserver",
+    )
+
+
+def healthz_check(ctx: Context, master: Host) -> Check:
+    name = "apiserver:healthz"
+    output = ctx.output(master.name, "healthz")
+    down = _api_down(ctx, master, name, output, for_kubectl=False)
+    if down is not None:
+        return down
+    assert output is not None
+    code, body = split_http(output)
+    url = f"{facts.api_url(ctx.cluster)}/healthz"
+    if code == 200 and body.strip() == "ok":
+        return Check(master.name, name, "pass", f"{url}: ok")
+    text = " ".join(body.split())[:300]
+    return Check(master.name, name, "fail", f"{url} answered HTTP {code}: {text}")
+
+
+def kubectl_json(
+    ctx: Context, master: Host, name: str, probe: str, what: str
+) -> Check | dict[str, Any]:
+    down = _api_down(ctx, master, name, ctx.output(master.name, "healthz"), for_kubectl=True)
+    if down is not None:
+        return down
+    output = ctx.output(master.name, probe)
+    if output is None:
+        return Check(master.name, name, "fail", "no output")
+    if output.exit_code == 127:
+        return Check(master.name, name, "fail", "kubectl is not installed on this host")
+    if output.exit_code == 124:
+        return Check(
+            master.name, name, "fail", f"kubectl get {what} timed out after {PROBE_TIMEOUT} s"
+        )
+    if output.exit_code != 0:
+        lines = [line for line in output.stderr.splitlines() if line.strip()] or [output.text]
+        return Check(master.name, name, "fail", f"kubectl get {what} failed: {lines[-1]}")
+    try:
+        data = json.loads(output.stdout)
+    except ValueError:
+        return Check(master.name, name, "fail", f"kubectl get {what} printed no JSON")
+    if not isinstance(data, dict):
+        return Check(master.name, name, "fail", f"kubectl get {what} printed no object")
+    return data
+
+
+def componentstatus_check(host: str, data: Mapping[str, Any], etcd_members: int) -> Check:
+    """Every component Healthy, and each expected one reported: scheduler, controller-manager
+    and one etcd-N per etcd server the apiserver uses."""
+    name = "kubectl:cs"
+    healthy: list[str] = []
+    unhealthy: list[str] = []
+    for item in data.get("items") or []:
+        component = str((item.get("metadata") or {}).get("name", "?"))
+        condition: dict[str, Any] = next(
+            (c for c in item.get("conditions") or [] if c.get("type") == "Healthy"), {}
+        )
+        if condition.get("status") == "True":
+            healthy.append(component)
+            continue
+        why = (
+            "; ".join(str(condition[k]) for k in ("message", "error") if condition.get(k))
+            or f"Healthy={condition.get('status', 'missing')}"
+        )
+        unhealthy.append(f"{component} Unhealthy ({why})")
+    expected = ["controller-manager", "scheduler", *(f"etcd-{i}" for i in range(etcd_members))]
+    reported = set(healthy) | {u.split(" ", 1)[0] for u in unhealthy}
+    missing = [c for c in expected if c not in reported]
+    problems = unhealthy + ([f"not reported: {', '.join(missing)}"] if missing else [])
+    if problems:
+        return Check(host, name, "fail", "; ".join(problems))
+    return Check(host, name, "pass", f"Healthy: {', '.join(healthy)}")
+
+
+def nodes_check(host: str, data: Mapping[str, Any], expected: Iterable[str]) -> Check:
+    """Every inventory node (by kube_node_name) registered and Ready, with no pressure."""
+    name = "kubectl:nodes"
+    by_name = {
+        str((item.get("metadata") or {}).get("name")): item for item in data.get("items") or []
+    }
+    expected = list(expected)
+    problems: list[str] = []
+    for node in expected:
+        item = by_name.get(node)
+        if item is None:
+            problems.append(
+                f"{node} is not registered (its kubelet never reached the API; see"
+                " journalctl -u kubelet on it)"
+            )
+            continue
+        conditions = {c.get("type"): c for c in (item.get("status") or {}).get("conditions") or []}
+        ready = conditions.get("Ready", {})
+        if ready.get("status") != "True":
+            reason = ": ".join(str(ready[k]) for k in ("reason", "message") if ready.get(k))
+            state = f"Ready={ready.get('status', 'missing')}"
+            problems.append(f"{node} NotReady ({state}{', ' + reason if reason else ''})")
+            continue
+        for kind in NODE_PRESSURE_CONDITIONS:
+            condition = conditions.get(kind, {})
+            if condition.get("status") == "True":
+                problems.append(f"{node} {kind} ({condition.get('message', '')})")
+    extra = sorted(set(by_name) - set(expected))
+    note = f"; also registered, not in the inventory: {', '.join(extra)}" if extra else ""
+    if problems:
+        return Check(host, name, "fail", "; ".join(problems) + note)
+    return Check(host, name, "pass", f"Ready: {', '.join(expected)}{note}")

@@ -1,0 +1,36 @@
+"""Which probes verify runs on a host: those its roles' checks read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from k8s_provision import facts
+from k8s_provision.model import Cluster, Host
+from k8s_provision.probes import Probe, etcd, flannel, http, network, systemd
+
+
+def probes_for(cluster: Cluster, host: Host) -> list[Probe[Any]]:
+    """The probes whose output `evaluate` needs from `host`."""
+    s = cluster.settings
+    probes: list[Probe[Any]] = [systemd.units(facts.host_units(host))]
+    if host.is_etcd or host.is_master:
+        probes.append(network.listening())
+    if host.is_etcd:
+        url = facts.etcd_client_url(cluster, host)
+        probes += [
+            etcd.health(url),
+            etcd.reach(url),
+            etcd.members(url),
+            flannel.network_config(url, s.flannel_etcd_prefix),
+            flannel.subnets(url, s.flannel_etcd_prefix),
+        ]
+    if host.is_node:
+        probes.append(network.docker0())
+    if host.is_master:
+        api = facts.api_url(cluster)
+        probes += [
+            http.healthz(api),
+            http.kubectl_json("kubectl-cs", api, "componentstatuses"),
+            http.kubectl_json("kubectl-nodes", api, "nodes"),
+        ]
+    return probes
