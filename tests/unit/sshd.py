@@ -5,6 +5,7 @@ is this machine rather than a cluster host."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
+from paramiko import common
 
 
 class _Handler(paramiko.ServerInterface):
@@ -27,21 +29,24 @@ class _Handler(paramiko.ServerInterface):
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
         if username == self.server.user and key == self.server.client_key:
             self.server.logins.append(username)
-            return paramiko.AUTH_SUCCESSFUL
-        return paramiko.AUTH_FAILED
+            return common.AUTH_SUCCESSFUL
+        return common.AUTH_FAILED
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
         if kind == "session":
-            return paramiko.OPEN_SUCCEEDED
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+            return common.OPEN_SUCCEEDED
+        return common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_direct_tcpip_request(
         self, chanid: int, origin: tuple[str, int], destination: tuple[str, int]
     ) -> int:
         if not self.server.forwarding:
-            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+            return common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
         self.destinations[chanid] = destination
-        return paramiko.OPEN_SUCCEEDED
+        return common.OPEN_SUCCEEDED
+
+    def check_channel_pty_request(self, *args: Any) -> bool:
+        return True  # Ansible's raw module asks for one; commands run without it all the same
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         threading.Thread(target=_execute, args=(channel, command), daemon=True).start()
@@ -66,13 +71,13 @@ def _execute(channel: paramiko.Channel, command: bytes) -> None:
         stdin.close()
 
     def drain_stderr() -> None:
-        while data := stderr.read1(4096):
+        while data := os.read(stderr.fileno(), 4096):
             channel.sendall_stderr(data)
 
     threads = [threading.Thread(target=f, daemon=True) for f in (feed, drain_stderr)]
     for thread in threads:
         thread.start()
-    while data := stdout.read1(4096):
+    while data := os.read(stdout.fileno(), 4096):
         channel.sendall(data)
     threads[1].join()
     channel.send_exit_status(process.wait())

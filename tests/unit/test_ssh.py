@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import getpass
+import os
 import shlex
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
 
 from k8s_provision.model import ConnectionSettings, Host
 from k8s_provision.ssh import HostSession, on_hosts
-from k8s_provision.ssh_args import ACCEPT_NEW_ENV
+from k8s_provision.ssh_args import ACCEPT_NEW_ENV, ansible_host_key_env
 from tests.unit.sshd import SshServer, ssh_server, write_key
 
 USER = getpass.getuser()
@@ -24,6 +27,7 @@ USER = getpass.getuser()
 @pytest.fixture(autouse=True)
 def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The user's own ~/.ssh (config, known_hosts) stays out of these tests."""
+    (tmp_path / "home").mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv(ACCEPT_NEW_ENV, raising=False)
 
@@ -40,8 +44,8 @@ def server(key: tuple[Path, paramiko.PKey]) -> Iterator[SshServer]:
         yield srv
 
 
-def _host(srv: SshServer, key: Path, known: Path, name: str = "node1", **extra: object) -> Host:
-    settings: dict[str, object] = {
+def _host(srv: SshServer, key: Path, known: Path, name: str = "node1", **extra: Any) -> Host:
+    settings: dict[str, Any] = {
         "user": USER,
         "port": srv.port,
         "private_key_file": str(key),
@@ -55,7 +59,7 @@ def _host(srv: SshServer, key: Path, known: Path, name: str = "node1", **extra: 
         roles=frozenset(),
         kube_node_name=name,
         flannel_iface="",
-        connection=ConnectionSettings(**settings),  # type: ignore[arg-type]
+        connection=ConnectionSettings(**settings),
     )
 
 
@@ -223,7 +227,7 @@ def test_ssh_config_is_read_and_the_inventory_wins(
 ) -> None:
     known = _known(tmp_path, server.known_hosts_line())
     ssh_dir = tmp_path / "home" / ".ssh"
-    ssh_dir.mkdir(parents=True)
+    ssh_dir.mkdir()
     (ssh_dir / "config").write_text(
         f"Host db\n  HostName 127.0.0.1\n  Port {server.port}\n  User nobody-here\n"
         f"  IdentityFile {key[0]}\n  UserKnownHostsFile {known}\n"
@@ -292,3 +296,46 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ansible_raw(inventory: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    ansible = Path(sys.executable).parent / "ansible"
+    command = [str(ansible), "all", "-i", str(inventory), "-m", "raw", "-a", "true"]
+    return subprocess.run(
+        command, check=False, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_ansible_checks_host_keys_whatever_the_environment_and_inventory_say(
+    tmp_path: Path,
+    server: SshServer,
+    key: tuple[Path, paramiko.PKey],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Real ansible and OpenSSH against the in-process server, whose key is nowhere known."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        f"node1 ansible_host=127.0.0.1 ansible_port={server.port} ansible_user={USER}"
+        f" ansible_ssh_private_key_file={key[0]} ansible_host_key_checking=false"
+        " ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'\n"
+    )
+    env = {
+        **os.environ,
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=no",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+    }
+    pinned = {**env, **ansible_host_key_env(env)}
+    refused = _ansible_raw(inventory, pinned)
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "Host key verification failed" in refused.stdout + refused.stderr
+    assert server.logins == []
+    # The same run without the pin connects: the pin is what made the difference.
+    assert _ansible_raw(inventory, env).returncode == 0
+
+    accepted = tmp_path / "accepted_hosts"
+    monkeypatch.setenv(ACCEPT_NEW_ENV, str(accepted))
+    ok = _ansible_raw(inventory, {**env, **ansible_host_key_env(env)})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # OpenSSH wrote the key where the CLI's own SSH reads it from now on.
+    assert HostSession(_host(server, key[0], accepted), timeout=5).run("true").ok

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from k8s_provision.model import ConnectionSettings, Host
-from k8s_provision.ssh.target import resolve, split_jump
+from k8s_provision.ssh.target import LookupFor, resolve, split_jump
 from k8s_provision.ssh_args import (
     ACCEPT_NEW_ENV,
     ansible_host_key_env,
@@ -19,7 +21,7 @@ from k8s_provision.ssh_args import (
 )
 
 
-def _host(address: str = "10.0.0.1", **connection: object) -> Host:
+def _host(address: str = "10.0.0.1", **connection: Any) -> Host:
     return Host(
         name="h",
         address=address,
@@ -27,7 +29,7 @@ def _host(address: str = "10.0.0.1", **connection: object) -> Host:
         roles=frozenset(),
         kube_node_name="h",
         flannel_iface="",
-        connection=ConnectionSettings(**connection),  # type: ignore[arg-type]
+        connection=ConnectionSettings(**connection),
     )
 
 
@@ -154,8 +156,8 @@ def test_refusal_is_one_line_naming_file_host_and_variable(
     assert host_key_refusal("inventories/prod.ini", "node1", variables) is None
 
 
-def _lookup(config: dict[str, dict[str, object]]) -> object:
-    def lookup_for(address: str, config_file: str | None) -> dict[str, object]:
+def _lookup(config: Mapping[str, Mapping[str, object]]) -> LookupFor:
+    def lookup_for(address: str, config_file: str | None) -> dict[str, Any]:
         return {"hostname": address, **config.get(address, {})}
 
     return lookup_for
@@ -175,7 +177,7 @@ def test_inventory_settings_beat_ssh_config_which_beats_defaults(
         }
     }
     lookup = _lookup(config)
-    plain = resolve(_host("db"), lookup)  # type: ignore[arg-type]
+    plain = resolve(_host("db"), lookup)
     assert (plain.hostname, plain.user, plain.port) == ("10.0.0.9", "cfguser", 2201)
     assert plain.known_hosts_files[0] == "/cfg/kh"
     assert plain.gateway is not None and not isinstance(plain.gateway, str)
@@ -187,7 +189,7 @@ def test_inventory_settings_beat_ssh_config_which_beats_defaults(
             port=22,
             ssh_common_args='-o UserKnownHostsFile=/inv/kh -o ProxyCommand="relay %h %p"',
         ),
-        lookup,  # type: ignore[arg-type]
+        lookup,
     )
     assert (explicit.user, explicit.port, explicit.gateway) == ("admin", 22, "relay %h %p")
     assert explicit.known_hosts_files[0] == "/inv/kh"
@@ -197,13 +199,13 @@ def test_inventory_settings_beat_ssh_config_which_beats_defaults(
 def test_the_inventory_bastion_beats_an_ssh_config_proxy() -> None:
     bastion = _host("192.168.10.1", user="admin")
     config = {"10.0.0.2": {"proxycommand": "nc %h %p"}}
-    target = resolve(_host("10.0.0.2", via=bastion), _lookup(config))  # type: ignore[arg-type]
+    target = resolve(_host("10.0.0.2", via=bastion), _lookup(config))
     assert not isinstance(target.gateway, str) and target.gateway is not None
     assert (target.gateway.address, target.gateway.user) == ("192.168.10.1", "admin")
 
 
 def test_ipv6_addresses_are_bracketed_where_a_port_follows() -> None:
-    target = resolve(_host("fd00::2", port=2222), _lookup({}))  # type: ignore[arg-type]
+    target = resolve(_host("fd00::2", port=2222), _lookup({}))
     assert target.where == "[fd00::2]:2222"
     assert target.key_name == "[fd00::2]:2222"
-    assert resolve(_host("fd00::2"), _lookup({})).key_name == "fd00::2"  # type: ignore[arg-type]
+    assert resolve(_host("fd00::2"), _lookup({})).key_name == "fd00::2"
