@@ -223,6 +223,10 @@ def host_key_override(variables: Mapping[str, Any]) -> str | None:
             continue  # unbalanced quotes: Ansible itself rejects them
         if not options.strict_host_key_checking:
             return f"{name} sets StrictHostKeyChecking={options.host_key_checking}"
+        if name == "ansible_ssh_args" and options.host_key_checking is None:
+            # It replaces the ssh_args that carry the pin (ansible_host_key_env), and then
+            # ~/.ssh/config could turn checking off for this host.
+            return f"{name} without -o StrictHostKeyChecking=yes replaces the pinned options"
         null = [p for p in options.known_hosts_files if os.path.realpath(p) == os.devnull]
         if null:
             return f"{name} sets UserKnownHostsFile={null[0]}"

@@ -6,12 +6,14 @@ the operator named a file to accept new keys into."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
 import os
 import select
 import shlex
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -87,12 +89,18 @@ class _Connection(fabric.Connection):  # type: ignore[misc]
             return self.proxy
         gateway: _Connection = self.gateway
         gateway.open_shared()
-        return gateway.transport.open_channel(
-            "direct-tcpip",
-            (self.host, int(self.port)),
-            ("", 0),
-            timeout=self.connect_timeout,
-        )
+        try:
+            return gateway.transport.open_channel(
+                "direct-tcpip",
+                (self.host, int(self.port)),
+                ("", 0),
+                timeout=self.connect_timeout,
+            )
+        except paramiko.ChannelException as err:
+            via = gateway.target.where if gateway.target is not None else "the bastion"
+            raise paramiko.SSHException(
+                f"{via} could not open a connection to it ({err.text})"
+            ) from err
 
     def open_shared(self) -> None:
         """Open once for every host that tunnels through this connection. A failure is kept,
@@ -191,7 +199,11 @@ def _close(conn: _Connection) -> None:
     conn.close()
     conn.client.close()
     if conn.proxy is not None:
-        conn.proxy.close()
+        # paramiko's close only signals the process; waiting reaps it (no zombie per host).
+        with contextlib.suppress(OSError):
+            conn.proxy.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            conn.proxy.process.wait(timeout=2)
 
 
 class HostSession:

@@ -131,6 +131,8 @@ def test_ansible_env_pins_checking_first_and_keeps_the_configured_ssh_args(
         ({"ansible_ssh_args": "-C -o 'StrictHostKeyChecking off'"}, "ansible_ssh_args"),
         ({"ansible_host_key_checking": False}, "ansible_host_key_checking=False"),
         ({"ansible_ssh_host_key_checking": "no"}, "ansible_ssh_host_key_checking=no"),
+        ({"ansible_ssh_args": "-C -o ControlMaster=auto"}, "ansible_ssh_args without"),
+        ({"ansible_ssh_args": "-C -o StrictHostKeyChecking=yes"}, None),
         ({"ansible_ssh_common_args": "-o StrictHostKeyChecking=yes"}, None),
         ({"ansible_host_key_checking": True}, None),
         ({}, None),
