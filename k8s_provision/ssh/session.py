@@ -110,10 +110,33 @@ class _Connection(fabric.Connection):  # type: ignore[misc]
             if self.failure is not None:
                 raise GatewayError(self, self.failure)
             try:
-                self.open()
+                _open(self)
             except Exception as err:
                 self.failure = err
                 raise GatewayError(self, err) from err
+
+
+def _open(conn: _Connection) -> None:
+    """conn.open(), with paramiko's vaguer failures made precise."""
+    try:
+        conn.open()
+    except paramiko.SSHException as err:
+        # Through a ProxyCommand paramiko only sees "no banner"; the proxy's stderr says why.
+        failure = _proxy_failure(conn.proxy)
+        if failure is not None:
+            raise paramiko.ProxyCommandFailure(conn.gateway, failure) from err
+        # When every key is refused, paramiko raises whatever its last attempt raised
+        # (often "encountered EC key, expected OPENSSH key" from trying the file as another
+        # key type); a live transport that is not authenticated says what happened.
+        transport = conn.client.get_transport()
+        if (
+            type(err) is paramiko.SSHException
+            and transport is not None
+            and transport.is_active()
+            and not transport.is_authenticated()
+        ):
+            raise paramiko.AuthenticationException("no key was accepted") from err
+        raise
 
 
 class Pool:
@@ -231,27 +254,8 @@ class HostSession:
             if self._target is None:
                 self._target = self._pool.target(self.host)
             self._conn = self._pool.connection(self._target)
-        if self._conn.is_connected:
-            return self._conn
-        try:
-            self._conn.open()
-        except paramiko.SSHException as err:
-            # Through a ProxyCommand paramiko only sees "no banner"; the proxy's stderr says why.
-            failure = _proxy_failure(self._conn.proxy)
-            if failure is not None:
-                raise paramiko.ProxyCommandFailure(self._conn.gateway, failure) from err
-            # When every key is refused, paramiko raises whatever its last attempt raised
-            # (often "encountered EC key, expected OPENSSH key" from trying the file as another
-            # key type); a live transport that is not authenticated says what happened.
-            transport = self._conn.client.get_transport()
-            if (
-                type(err) is paramiko.SSHException
-                and transport is not None
-                and transport.is_active()
-                and not transport.is_authenticated()
-            ):
-                raise paramiko.AuthenticationException("no key was accepted") from err
-            raise
+        if not self._conn.is_connected:
+            _open(self._conn)
         return self._conn
 
     def run(

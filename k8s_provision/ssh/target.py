@@ -79,17 +79,15 @@ def resolve(host: Host, lookup_for: LookupFor) -> Target:
 
 
 def _from_config(lookup: Lookup) -> SshOptions:
-    command = lookup.get("proxycommand")
-    if command is not None and command.lower() == "none":
-        command = None
-    return SshOptions(proxy_command=command, proxy_jump=lookup.get("proxyjump"))
+    return SshOptions(proxy_command=lookup.get("proxycommand"), proxy_jump=lookup.get("proxyjump"))
 
 
 def _own_gateway(
     proxy: SshOptions, options: SshOptions, key: str | None, lookup_for: LookupFor
 ) -> str | Target | None:
     if proxy.proxy_command:
-        return proxy.proxy_command
+        # `ProxyCommand none` given first means: connect directly, whatever comes later.
+        return None if proxy.proxy_command.lower() == "none" else proxy.proxy_command
     if not proxy.proxy_jump or proxy.proxy_jump.lower() == "none":
         return None
     # ProxyJump a,b: reach a, through a reach b, through b the host. Each hop keeps the

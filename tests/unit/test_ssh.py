@@ -179,8 +179,18 @@ def test_hosts_behind_a_bastion_share_one_connection_to_it(
         assert (one.connections, two.connections) == (1, 1)
 
 
+@pytest.mark.parametrize(
+    ("bastion_args", "why"),
+    [
+        ("", "connection refused"),
+        (
+            """-o ProxyCommand="sh -c 'echo no route to %h >&2; exit 1'" """,
+            "through the ProxyCommand: no route to 127.0.0.1",
+        ),
+    ],
+)
 def test_an_unreachable_bastion_fails_every_host_behind_it_at_once(
-    tmp_path: Path, key: tuple[Path, paramiko.PKey]
+    tmp_path: Path, key: tuple[Path, paramiko.PKey], bastion_args: str, why: str
 ) -> None:
     with ssh_server(key[1], USER) as one, ssh_server(key[1], USER) as two:
         known = _known(tmp_path, one.known_hosts_line(), two.known_hosts_line())
@@ -191,16 +201,18 @@ def test_an_unreachable_bastion_fails_every_host_behind_it_at_once(
             roles=frozenset(),
             kube_node_name="",
             flannel_iface="",
-            connection=ConnectionSettings(port=_free_port()),
+            connection=ConnectionSettings(port=_free_port(), ssh_common_args=bastion_args),
         )
         hosts = [
             _host(srv, key[0], known, name=name, via=bastion)
             for name, srv in (("node1", one), ("node2", two))
         ]
+        started = time.monotonic()
         results = on_hosts(hosts, lambda s: s.run("true"), timeout=5)
+        assert time.monotonic() - started < 5
     for result in results.values():
         assert result.error is not None
-        assert "through 127.0.0.1:" in result.error and "connection refused" in result.error
+        assert "through 127.0.0.1:" in result.error and why in result.error
 
 
 def test_proxycommand_relay_and_a_proxycommand_that_exits(

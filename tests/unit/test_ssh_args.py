@@ -211,3 +211,10 @@ def test_ipv6_addresses_are_bracketed_where_a_port_follows() -> None:
     assert target.where == "[fd00::2]:2222"
     assert target.key_name == "[fd00::2]:2222"
     assert resolve(_host("fd00::2"), _lookup({})).key_name == "fd00::2"
+
+
+def test_proxycommand_none_in_the_inventory_means_direct_despite_ssh_config() -> None:
+    config = {"10.0.0.2": {"proxycommand": "nc %h %p"}}
+    host = _host("10.0.0.2", ssh_common_args="-o ProxyCommand=none")
+    assert resolve(host, _lookup(config)).gateway is None
+    assert resolve(_host("10.0.0.2"), _lookup(config)).gateway == "nc %h %p"
