@@ -24,6 +24,7 @@ SUPPORTED_FAMILIES = {
 
 _PROBE = r"""
 echo "uid=$(id -u)"
+echo "user=$(id -un)"
 echo "hostname=$(hostname)"
 echo "machine_id=$(cat /etc/machine-id 2>/dev/null)"
 . /etc/os-release 2>/dev/null; echo "os=$ID"; echo "os_like=$ID_LIKE"; echo "os_version=$VERSION_ID"
@@ -70,7 +71,8 @@ def _probe(session: HostSession) -> tuple[dict[str, str] | None, str | None, flo
 def _host_problems(host: Host, facts: dict[str, str], family: str, local: float) -> list[Check]:
     problems: list[Check] = []
     if facts.get("uid") != "0":
-        user = host.connection.user or "root"
+        # The login user as the host saw it: the inventory's, else ssh_config's, else ours.
+        user = facts.get("user") or host.connection.user or "the login user"
         problems.append(
             Check(
                 host.name,

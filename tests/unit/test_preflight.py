@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import getpass
+import os
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
 from k8s_provision import preflight
 from k8s_provision.model import ConnectionSettings, Host
+from k8s_provision.ssh import on_hosts
+from tests.unit.sshd import ssh_server, write_key
 
 
 @pytest.mark.parametrize(
@@ -56,3 +63,33 @@ def test_wrong_family_not_root_and_skew() -> None:
     assert "k8s_os_family=debian" in problems["os"].detail
     assert "+60.0 s" in problems["clock"].detail
     assert "ansible_become=true" in problems["become"].detail
+
+
+def test_probe_over_real_ssh_reads_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe script through the CLI's SSH to the in-process server, which runs it here."""
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    key_path = tmp_path / "id_ecdsa"
+    user = getpass.getuser()
+    with ssh_server(write_key(key_path), user) as server:
+        known = tmp_path / "known_hosts"
+        known.write_text(server.known_hosts_line() + "\n")
+        host = replace(
+            _host(),
+            address=server.address,
+            connection=ConnectionSettings(
+                user=user,
+                port=server.port,
+                private_key_file=str(key_path),
+                ssh_common_args=f"-o UserKnownHostsFile={known}",
+            ),
+        )
+        results = on_hosts([host], preflight._probe, timeout=5)
+    facts, error, local = results["node1"]
+    assert error is None and facts is not None
+    assert facts["uid"] == str(os.getuid())
+    assert facts["user"] == user
+    assert facts["python"].split()[-1][0] in "23"  # some interpreter of this machine answered
+    assert abs(float(facts["clock"]) - local) < 5
