@@ -29,10 +29,10 @@ echo "hostname=$(hostname)"
 echo "machine_id=$(cat /etc/machine-id 2>/dev/null)"
 . /etc/os-release 2>/dev/null; echo "os=$ID"; echo "os_like=$ID_LIKE"; echo "os_version=$VERSION_ID"
 for p in {interpreters}; do
-  if command -v "$p" >/dev/null 2>&1; then
-    echo "python=$p $("$p" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"
-    break
-  fi
+  # A name on PATH may not run (a version manager's shim for a version not installed): take
+  # the first interpreter that answers with its version.
+  v=$("$p" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || continue
+  [ -n "$v" ] && { echo "python=$p $v"; break; }
 done
 echo "clock=$(date +%s.%N)"
 """
