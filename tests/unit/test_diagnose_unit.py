@@ -74,10 +74,26 @@ CASES = [
     ),
     Case(
         "host key changed",
-        unreachable("host key of 192.168.10.1:22 changed (possible man-in-the-middle)", "master"),
+        unreachable(
+            "host key of master (192.168.10.1) changed (a reinstalled host, or a man-in-the-middle);"
+            " the known key is at /root/.ssh/known_hosts:3. If the change is expected, remove it:"
+            " ssh-keygen -f /root/.ssh/known_hosts -R 192.168.10.1",
+            "master",
+        ),
         (("master", "ssh", "ssh-host-key-mismatch"),),
         absent=("host-unreachable",),
-        fix="ssh-keygen -R 192.168.10.1",
+        fix="ssh-keyscan -p 22 192.168.10.1",
+    ),
+    Case(
+        "host key revoked",
+        unreachable(
+            "the host key of master (192.168.10.1) is revoked (/root/.ssh/known_hosts:7);"
+            " refusing to connect",
+            "master",
+        ),
+        (("master", "ssh", "ssh-host-key-mismatch"),),
+        absent=("host-unreachable",),
+        fix="ssh-keyscan -p 22 192.168.10.1",
     ),
     Case(
         "stopped etcd",
