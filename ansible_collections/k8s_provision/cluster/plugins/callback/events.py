@@ -1,4 +1,4 @@
-"""Callback `k8s_events`: writes one JSON object per playbook event to the file named by
+"""Callback `k8s_provision.cluster.events`: writes one JSON object per playbook event to the file named by
 K8SP_EVENTS_FILE, so k8s-provision can show live progress and name failures while the normal
 Ansible output goes to the log. Results of `no_log` tasks arrive censored from ansible-core and
 are never written."""
@@ -12,11 +12,14 @@ from typing import Any
 from ansible.plugins.callback import CallbackBase
 
 DOCUMENTATION = """
-name: k8s_events
+name: events
+author: k8s-provision maintainers
 type: notification
 short_description: JSON-lines playbook events for k8s-provision
 description:
-  - Writes play, task, result, diff and stats events to the file named by K8SP_EVENTS_FILE.
+  - Writes play, task, result, diff and stats events, one JSON object a line, to the file named
+    by E(K8SP_EVENTS_FILE); k8s-provision enables it for its own runs to show progress and name
+    failures. Writes nothing when the variable is unset.
 requirements:
   - enable in callbacks_enabled
 """
@@ -57,7 +60,7 @@ def _message(data: dict[str, Any]) -> str:
 class CallbackModule(CallbackBase):  # type: ignore[misc]
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "notification"
-    CALLBACK_NAME = "k8s_events"
+    CALLBACK_NAME = "k8s_provision.cluster.events"
     CALLBACK_NEEDS_ENABLED = True
 
     def __init__(self) -> None:

@@ -1,7 +1,7 @@
-"""Filter `k8s_stale_files`: the planned files (`k8s.files` entries) whose copy on the host
+"""Filter `k8s_provision.cluster.stale_files` (documented in stale_files.yml): the planned files (`k8s.files` entries) whose copy on the host
 differs from what `render` writes, so the roles template only those.
 
-    loop: "{{ etcd_files | k8s_stale_files(etcd_found.files) }}"
+    loop: "{{ etcd_files | k8s_provision.cluster.stale_files(etcd_found.files) }}"
 
 `found` is the `files` list of an `ansible.builtin.find` run with `get_checksum: true` over the
 files' directories. A file is stale when it is missing, its SHA-1 differs from the planned
@@ -38,4 +38,4 @@ def stale_files(
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"k8s_stale_files": stale_files}
+        return {"stale_files": stale_files}

@@ -1,9 +1,6 @@
-"""Lookup `k8s_context`: the `k8s` variable the templates read, built by k8s-provision from the
-play's `groups` and `hostvars` exactly as `k8s-provision render` builds it.
-
-    k8s: "{{ lookup('k8s_context') }}"             # for the current host
-    k8s: "{{ lookup('k8s_context', 'node1') }}"    # for another host
-"""
+"""Lookup `k8s_provision.cluster.context`: the `k8s` variable the templates read, built by
+k8s-provision from the play's `groups` and `hostvars` exactly as `k8s-provision render` builds it.
+The documentation below is what `ansible-doc -t lookup k8s_provision.cluster.context` shows."""
 
 from __future__ import annotations
 
@@ -14,14 +11,45 @@ from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
 DOCUMENTATION = """
-name: k8s_context
+name: context
+author: k8s-provision maintainers
 short_description: the k8s-provision template context of a host
 description:
-  - Validates the inventory with k8s-provision's rules and returns the host's template context.
+  - Validates the whole inventory (the play's C(groups) and C(hostvars)) with the rules of
+    C(k8s-provision render) and returns one host's template context, the C(k8s) variable every
+    role and template of this collection reads.
+  - Fails with every inventory problem at once (missing role groups, duplicate addresses,
+    overlapping networks, ...), before any host is contacted.
+  - Needs the k8s-provision Python package in the Python that runs ansible-playbook.
+requirements:
+  - k8s-provision (the Python package this collection ships with)
 options:
   _terms:
-    description: inventory host name; defaults to the current host
+    description: Inventory host name; the current host when omitted.
+    type: list
+    elements: str
     required: false
+"""
+
+EXAMPLES = """
+- name: Load the current host's cluster context
+  ansible.builtin.set_fact:
+    k8s: "{{ lookup('k8s_provision.cluster.context') }}"
+
+- name: Show the etcd members node1 would join
+  ansible.builtin.debug:
+    msg: "{{ lookup('k8s_provision.cluster.context', 'node1').etcd_initial_cluster }}"
+"""
+
+RETURN = """
+_raw:
+  description:
+    - One element, the host's context; empty for a host in no role group (a bastion).
+    - Holds the cluster settings, derived values such as C(etcd_initial_cluster), C(host) (this
+      host's roles and addresses), C(files) (every file the host receives, with its template,
+      destination and SHA-1 C(checksum)) and C(templates_dir).
+  type: list
+  elements: dict
 """
 
 
@@ -36,7 +64,7 @@ class LookupModule(LookupBase):  # type: ignore[misc]
             from k8s_provision.render import host_context, render_host
         except ImportError as err:
             raise AnsibleError(
-                f"k8s_context: cannot import k8s_provision ({err}); run ansible-playbook from the"
+                f"k8s_provision.cluster.context: cannot import k8s_provision ({err}); run ansible-playbook from the"
                 " Python environment where k8s-provision is installed"
             ) from None
         variables = variables or {}
