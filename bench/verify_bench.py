@@ -35,7 +35,7 @@ FAKE_UNIT = "k8sp-fake-apiserver"
 def converge(config: lab.LabConfig) -> None:
     playbook = Path(sys.executable).parent / "ansible-playbook"
     result = subprocess.run(
-        [str(playbook), "-i", str(config.inventory), str(REPO / "playbooks" / "site.yml")],
+        [str(playbook), "-i", str(config.inventory), "k8s_provision.cluster.site"],
         cwd=REPO,
         capture_output=True,
         text=True,

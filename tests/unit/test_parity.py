@@ -1,9 +1,8 @@
-"""Render through Ansible's own template action (with the k8s_context lookup the roles use)
-and through `render`, and require byte-identical files."""
+"""Render through Ansible's own template action (with the k8s_provision.cluster.context lookup
+the roles use) and through `render`, and require byte-identical files."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from k8s_provision import inventory, render
+from k8s_provision.paths import templates_dir
 
 PLAYBOOK = """
 - name: Render every planned file through Ansible's template action
@@ -19,7 +19,7 @@ PLAYBOOK = """
   tasks:
     - name: Build the context
       ansible.builtin.set_fact:
-        k8s: "{{ lookup('k8s_context') }}"
+        k8s: "{{ lookup('k8s_provision.cluster.context') }}"
     - name: Make the directories
       ansible.builtin.file:
         path: "{{ out }}/{{ inventory_hostname }}{{ item.dest | dirname }}"
@@ -65,7 +65,6 @@ def test_ansible_template_output_matches_render(repo: Path, tmp_path: Path, samp
     render.write_rendered(render.render_cluster(inventory.load(source)), ours)
     playbook = tmp_path / "render.yml"
     playbook.write_text(PLAYBOOK)
-    env = dict(os.environ, ANSIBLE_LOOKUP_PLUGINS=str(repo / "playbooks" / "lookup_plugins"))
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
@@ -75,7 +74,7 @@ def test_ansible_template_output_matches_render(repo: Path, tmp_path: Path, samp
             "-e",
             f"out={theirs}",
             "-e",
-            f"templates={repo / 'templates'}",
+            f"templates={templates_dir()}",
             "-e",
             "ansible_connection=local",
             "-e",
@@ -83,7 +82,6 @@ def test_ansible_template_output_matches_render(repo: Path, tmp_path: Path, samp
         ],
         capture_output=True,
         text=True,
-        env=env,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

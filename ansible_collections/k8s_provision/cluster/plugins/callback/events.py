@@ -1,7 +1,7 @@
-"""Callback `k8s_provision.cluster.events`: writes one JSON object per playbook event to the file named by
-K8SP_EVENTS_FILE, so k8s-provision can show live progress and name failures while the normal
-Ansible output goes to the log. Results of `no_log` tasks arrive censored from ansible-core and
-are never written."""
+"""Callback `k8s_provision.cluster.events`: writes one JSON object per playbook event to the
+file named by K8SP_EVENTS_FILE, so k8s-provision can show live progress and name failures while
+the normal Ansible output goes to the log. Results of `no_log` tasks arrive censored from
+ansible-core and are never written."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Filter `k8s_provision.cluster.stale_files` (documented in stale_files.yml): the planned files (`k8s.files` entries) whose copy on the host
-differs from what `render` writes, so the roles template only those.
+"""Filter `k8s_provision.cluster.stale_files` (documented in stale_files.yml): the planned files
+(`k8s.files` entries) whose copy on the host differs from what `render` writes, so the roles
+template only those.
 
     loop: "{{ etcd_files | k8s_provision.cluster.stale_files(etcd_found.files) }}"
 

@@ -64,8 +64,8 @@ class LookupModule(LookupBase):  # type: ignore[misc]
             from k8s_provision.render import host_context, render_host
         except ImportError as err:
             raise AnsibleError(
-                f"k8s_provision.cluster.context: cannot import k8s_provision ({err}); run ansible-playbook from the"
-                " Python environment where k8s-provision is installed"
+                f"k8s_provision.cluster.context: cannot import k8s_provision ({err}); run"
+                " ansible-playbook from the Python environment where k8s-provision is installed"
             ) from None
         variables = variables or {}
         host = str(terms[0]) if terms else str(variables["inventory_hostname"])
