@@ -5,15 +5,9 @@ ansible-core and are never written."""
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any
-
-from ansible.plugins.callback import CallbackBase
-
 DOCUMENTATION = """
 name: events
-author: k8s-provision maintainers
+author: k8s-provision maintainers !UNKNOWN
 type: notification
 short_description: JSON-lines playbook events for k8s-provision
 description:
@@ -23,6 +17,12 @@ description:
 requirements:
   - enable in callbacks_enabled
 """
+
+import json
+import os
+from typing import Any
+
+from ansible.plugins.callback import CallbackBase
 
 
 def _host(result: Any) -> str:

@@ -4,15 +4,9 @@ The documentation below is what `ansible-doc -t lookup k8s_provision.cluster.con
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any
-
-from ansible.errors import AnsibleError
-from ansible.plugins.lookup import LookupBase
-
 DOCUMENTATION = """
 name: context
-author: k8s-provision maintainers
+author: k8s-provision maintainers !UNKNOWN
 short_description: the k8s-provision template context of a host
 description:
   - Validates the whole inventory (the play's C(groups) and C(hostvars)) with the rules of
@@ -51,6 +45,12 @@ _raw:
   type: list
   elements: dict
 """
+
+import hashlib
+from typing import Any
+
+from ansible.errors import AnsibleError
+from ansible.plugins.lookup import LookupBase
 
 
 class LookupModule(LookupBase):  # type: ignore[misc]
