@@ -1,6 +1,6 @@
 """OpenSSH options as the inventory gives them (ansible_ssh_common_args/extra_args), and the
 ProxyCommand that takes plain ssh (and so Ansible) through a bastion. No network here: this
-module is also imported inside Ansible by the k8s_context lookup."""
+module is also imported inside Ansible by the k8s_provision.cluster.context lookup."""
 
 from __future__ import annotations
 
