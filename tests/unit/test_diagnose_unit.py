@@ -24,7 +24,7 @@ from k8s_provision.diagnose import Collected, Finding
 from k8s_provision.errors import ProvisionError, UsageError
 from k8s_provision.model import Cluster
 from k8s_provision.verify import HostFacts, Output
-from tests.lab import fake_apiserver
+from tests.support import fake_apiserver
 
 REPO = Path(__file__).resolve().parent.parent.parent
 REFERENCE = REPO / "inventories" / "reference.ini"
