@@ -35,7 +35,12 @@ GOAL = 5.0  # seconds, the whole command on 3 hosts
 
 def converge(config: lab_api.LabConfig) -> None:
     result = subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), "-i", str(config.inventory), "playbooks/site.yml"],
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            str(config.inventory),
+            "k8s_provision.cluster.site",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -3,7 +3,7 @@
 
     sudo .venv/bin/python bench/verify_bench.py [--runs 10]
 
-The lab runs site.yml first, and the FAKE API server (tests/lab/fake_apiserver.py, a test
+The lab runs site.yml first, and the FAKE API server (tests/support/fake_apiserver.py, a test
 double) on its master so the real kubectl calls are part of the time. 3 hosts is the lab's own
 inventory cut to master, node1 and node2 (exactly what `lab up` with 2 nodes writes); 6 hosts is
 the whole inventory. Runs alternate between the two, so load from other work on the machine
@@ -28,14 +28,14 @@ from k8s_provision.model import Cluster
 
 BENCH_LAB = "k8spvbench"
 REPO = Path(__file__).resolve().parent.parent
-FAKE_APISERVER = REPO / "tests" / "lab" / "fake_apiserver.py"
+FAKE_APISERVER = REPO / "tests" / "support" / "fake_apiserver.py"
 FAKE_UNIT = "k8sp-fake-apiserver"
 
 
 def converge(config: lab.LabConfig) -> None:
     playbook = Path(sys.executable).parent / "ansible-playbook"
     result = subprocess.run(
-        [str(playbook), "-i", str(config.inventory), str(REPO / "playbooks" / "site.yml")],
+        [str(playbook), "-i", str(config.inventory), "k8s_provision.cluster.site"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -2,7 +2,7 @@
 role and flannel backend needs open, the network interfaces the cluster creates, the etcd
 client and peer URLs and the API URLs, and the Python interpreters preflight looks for and
 accepts. verify, diagnose, preflight and the runbook read them here; the roles read them as
-`k8s.facts` through the `k8s_context` lookup (`context`). Nobody keeps a copy.
+`k8s.facts` through the `k8s_provision.cluster.context` lookup (`context`). Nobody keeps a copy.
 
 The files each host receives are `render.planned_files` (`k8s.files` for the roles)."""
 
@@ -130,7 +130,7 @@ def api_local_url(cluster: Cluster) -> str:
 
 
 def context(cluster: Cluster, host: Host) -> dict[str, Any]:
-    """The facts the roles read, as `k8s.facts` in the `k8s_context` lookup's value."""
+    """The facts the roles read: `k8s.facts` in the `k8s_provision.cluster.context` lookup."""
     return {
         "units": list(host_units(host)),
         "all_units": list(all_units()),

@@ -1,8 +1,8 @@
-"""Render every configuration file a host receives, from `templates/`.
+"""Render every configuration file a host receives, from the collection's `templates/`.
 
-The Ansible roles render the same templates with the same `k8s` context (the lookup plugin in
-playbooks/ calls `host_context`), so the files written here are byte-identical to those on the
-hosts."""
+The Ansible roles render the same templates with the same `k8s` context (the collection's
+k8s_provision.cluster.context lookup calls `host_context`), so the files written here are
+byte-identical to those on the hosts."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from k8s_provision.errors import Interrupted, OperationFailed, ProvisionError, UsageError
-from k8s_provision.paths import ansible_cfg, playbooks_dir
+from k8s_provision.paths import COLLECTION, ansible_cfg, playbooks_dir, share_dir
 
 Event = dict[str, Any]
 EventHandler = Callable[[Event], None]
@@ -73,11 +73,18 @@ def ansible_bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def playbook_path(name: str) -> Path:
+def playbook_fqcn(name: str) -> str:
+    """The collection playbook `name` (site.yml) by the name ansible-playbook resolves it with
+    from any directory (k8s_provision.cluster.site), once its file is known to be installed."""
     path = playbooks_dir() / name
     if not path.is_file():
         raise UsageError(f"{path}: playbook not found; the installation is incomplete")
-    return path
+    return f"{COLLECTION}.{path.stem}"
+
+
+def _file_name(playbook: str | Path) -> str:
+    """site.yml for a path or for k8s_provision.cluster.site: what logs and messages call it."""
+    return playbook.name if isinstance(playbook, Path) else f"{playbook.rpartition('.')[2]}.yml"
 
 
 @contextmanager
@@ -98,7 +105,7 @@ def _secret_file(secret: str | None) -> Iterator[str | None]:
 
 
 def build_command(
-    playbook: Path,
+    playbook: str | Path,
     inventory: Path,
     *,
     limit: str | None = None,
@@ -129,8 +136,7 @@ def _environment(events_file: Path, become_password_file: str | None) -> dict[st
     # The become password reaches ansible only through the 0600 file.
     env = {k: v for k, v in os.environ.items() if k != "K8SP_BECOME_PASSWORD"}
     env.setdefault("ANSIBLE_CONFIG", str(ansible_cfg()))
-    env["ANSIBLE_CALLBACK_PLUGINS"] = str(playbooks_dir() / "callback_plugins")
-    env["ANSIBLE_CALLBACKS_ENABLED"] = "k8s_events"
+    env["ANSIBLE_CALLBACKS_ENABLED"] = f"{COLLECTION}.events"
     env["K8SP_EVENTS_FILE"] = str(events_file)
     env["ANSIBLE_NOCOLOR"] = "1"
     env["ANSIBLE_FORCE_COLOR"] = "0"
@@ -161,7 +167,7 @@ class _EventReader:
 
 
 def run_playbook(
-    playbook: Path,
+    playbook: str | Path,
     inventory: Path,
     *,
     log_dir: Path | None = None,
@@ -169,14 +175,16 @@ def run_playbook(
     become_password: str | None = None,
     **options: Any,
 ) -> RunResult:
-    """Run one playbook to completion. Never raises for a failed run: see `raise_for_failure`."""
+    """Run one playbook (a collection playbook's name or a file) to completion. Never raises for
+    a failed run: see `raise_for_failure`."""
     log_dir = log_dir or default_log_dir()
     log_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    log_path = log_dir / f"{playbook.stem}-{stamp}-{os.getpid()}.log"
+    name = _file_name(playbook)
+    log_path = log_dir / f"{Path(name).stem}-{stamp}-{os.getpid()}.log"
     events_path = log_path.with_suffix(".events")
     command = build_command(playbook, inventory, **options)
-    result = RunResult(playbook.name, 0, log_path, command)
+    result = RunResult(name, 0, log_path, command)
     reader = _EventReader(events_path)
 
     def consume() -> None:
@@ -206,7 +214,7 @@ def run_playbook(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=_environment(events_path, password_file),
-                cwd=str(playbooks_dir().parent),
+                cwd=str(share_dir()),
             )
         except OSError as err:
             raise UsageError(f"cannot start ansible-playbook: {err.strerror}") from None
@@ -280,7 +288,7 @@ def run_checked(name: str, inventory: Path, options: RunOptions, **playbook: Any
     """Run the shipped playbook `name`; raise with host, task and message when it fails.
     `playbook` holds the run's own arguments: limit, extra_vars, check, diff."""
     result = run_playbook(
-        playbook_path(name),
+        playbook_fqcn(name),
         inventory,
         log_dir=options.log_dir,
         on_event=options.on_event,

@@ -1,7 +1,7 @@
 """OpenSSH options as the inventory gives them (ansible_ssh_common_args/extra_args), the
 ProxyCommand that takes plain ssh (and so Ansible) through a bastion, and the host key policy
 that the CLI's own SSH and every Ansible run share. No network and no fabric here: this module
-is also imported inside Ansible by the k8s_context lookup."""
+is also imported inside Ansible by the k8s_provision.cluster.context lookup."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ _TOKEN_RE = re.compile(r"%(.)")
 
 # The operator's explicit trust-on-first-use: new host keys are written to this known_hosts
 # file (changed keys are still refused). Set by --accept-new-host-keys; an environment variable
-# so that Ansible's children (the k8s_context lookup) see the same choice as the CLI.
+# so that Ansible's children (the k8s_provision.cluster.context lookup) see the CLI's choice.
 ACCEPT_NEW_ENV = "K8SP_ACCEPT_NEW_HOST_KEYS"
 
 # ansible-core's default ssh_args, used when neither the environment nor ansible.cfg sets any.

@@ -49,7 +49,7 @@ def command(
     2. preflight every host over SSH, in parallel: reachable, root or working sudo, the OS
        family the inventory says, a Python the installed ansible-core can manage, clocks
        within 5 s, distinct machine ids; nothing is changed when this fails;
-    3. run playbooks/site.yml with live progress; the full Ansible output goes to a log file
+    3. run k8s_provision.cluster.site with live progress; the full Ansible output goes to a log file
        whose path is printed; a failed task is named with host, task and error;
     4. verify the cluster (as `k8s-provision verify`) and print the report.
 

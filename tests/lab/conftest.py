@@ -113,7 +113,7 @@ def converged_lab(lab: lab_api.LabState) -> lab_api.LabState:
             str(Path(sys.executable).parent / "ansible-playbook"),
             "-i",
             str(lab.inventory),
-            str(REPO / "playbooks" / "site.yml"),
+            "k8s_provision.cluster.site",
         ],
         capture_output=True,
         text=True,

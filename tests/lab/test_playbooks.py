@@ -37,7 +37,7 @@ def playbook(lab: lab_api.LabState, name: str, *args: str) -> subprocess.Complet
             str(VENV_BIN / "ansible-playbook"),
             "-i",
             str(lab.inventory),
-            str(REPO / "playbooks" / name),
+            f"k8s_provision.cluster.{name.removesuffix('.yml')}",
             *args,
         ],
         capture_output=True,

@@ -1,6 +1,6 @@
 """`verify` against the lab after site.yml: real SSH, systemd, a real 3-member etcd cluster and
 the flannel key in it, and the real kubectl (Debian's 1.20) on the master talking to the FAKE
-API server, a test double (tests/lab/fake_apiserver.py) since no Kubernetes API server can run
+API server, a test double (tests/support/fake_apiserver.py) since no Kubernetes API server can run
 here. The Debian lab has no kube, flannel or docker packages: their checks must be `skip`,
 never `pass`."""
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parent.parent.parent
 VENV_BIN = Path(sys.executable).parent
-FAKE_APISERVER = Path(__file__).with_name("fake_apiserver.py")
+FAKE_APISERVER = Path(__file__).parent.parent / "support" / "fake_apiserver.py"
 FAKE_UNIT = "k8sp-fake-apiserver"  # a transient unit, gone when stopped
 NOT_ON_DEBIAN = (
     "flanneld",

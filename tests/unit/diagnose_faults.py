@@ -15,7 +15,7 @@ from k8s_provision import facts as cluster_facts
 from k8s_provision.diagnose import Collected
 from k8s_provision.model import Cluster
 from k8s_provision.probes import HostFacts, Output, systemd
-from tests.lab import fake_apiserver
+from tests.support import fake_apiserver
 
 REPO = Path(__file__).resolve().parent.parent.parent
 REFERENCE = REPO / "inventories" / "reference.ini"

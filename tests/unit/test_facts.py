@@ -1,5 +1,5 @@
 """The cluster facts have one source, `k8s_provision.facts`: their values for the reference
-cluster, the `k8s_context` lookup handing them to the roles, and no copy of them in the roles'
+cluster, the `k8s_provision.cluster.context` lookup handing them to the roles, and no copy of them in the roles'
 files or in the Python that checks the hosts."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from k8s_provision.model import Cluster, variable_spec
 
 REPO = Path(__file__).resolve().parent.parent.parent
 REFERENCE = REPO / "inventories" / "reference.ini"
-ROLES = REPO / "playbooks" / "roles"
+COLLECTION = REPO / "ansible_collections" / "k8s_provision" / "cluster"
+ROLES = COLLECTION / "roles"
 ROLE_FILES = sorted(ROLES.glob("**/*.yml"))
 # The role files that only set variables: the engineer editing tasks and handlers owns the rest.
 VARIABLE_FILES = [p for p in ROLE_FILES if p.parent.name in ("defaults", "vars")]
@@ -78,7 +79,7 @@ def test_python_minimum_per_ansible_core() -> None:
 
 def test_the_lookup_hands_the_facts_to_the_roles(cluster: Cluster) -> None:
     spec = importlib.util.spec_from_file_location(
-        "k8s_context", REPO / "playbooks" / "lookup_plugins" / "k8s_context.py"
+        "k8s_provision_context", COLLECTION / "plugins" / "lookup" / "context.py"
     )
     assert spec is not None and spec.loader is not None
     plugin = importlib.util.module_from_spec(spec)

@@ -30,7 +30,7 @@ from k8s_provision.report import Check, Report, plain_table, summary
 from k8s_provision.verify import api, units
 from k8s_provision.verify import flannel as verify_flannel
 from k8s_provision.verify import run as verify_run
-from tests.lab import fake_apiserver
+from tests.support import fake_apiserver
 
 # Real outputs seen on the lab (etcd 3.4, curl 7.88, iproute2 6.1, systemd 252).
 HEALTHY = "http://{ip}:2379 is healthy: successfully committed proposal: took = 2.6ms\n"
