@@ -1,6 +1,6 @@
 """The cluster facts have one source, `k8s_provision.facts`: their values for the reference
-cluster, the `k8s_provision.cluster.context` lookup handing them to the roles, and no copy of them in the roles'
-files or in the Python that checks the hosts."""
+cluster, the `k8s_provision.cluster.context` lookup handing them to the roles, and no copy of
+them in the roles' files or in the Python that checks the hosts."""
 
 from __future__ import annotations
 
