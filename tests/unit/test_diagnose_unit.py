@@ -76,7 +76,8 @@ CASES = [
         "host key changed",
         unreachable(
             "host key of master (192.168.10.1) changed (a reinstalled host, or a"
-            " man-in-the-middle); the known key is at /root/.ssh/known_hosts:3. If the change is expected, remove it:"
+            " man-in-the-middle); the known key is at /root/.ssh/known_hosts:3. If the change is"
+            " expected, remove it:"
             " ssh-keygen -f /root/.ssh/known_hosts -R 192.168.10.1",
             "master",
         ),
