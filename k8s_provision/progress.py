@@ -15,6 +15,13 @@ from rich.text import Text
 COLUMNS = ("ok", "changed", "failed", "unreachable", "skipped")
 
 
+def operator_console(*, stderr: bool = False) -> Console:
+    """The console every operation prints through. Markup is off: host output, task names
+    and error messages hold brackets (`[/usr/bin/etcd]`) that rich would read as tags, then
+    fail or hide text. Styles are given as `style=` or with `Text`, never inline."""
+    return Console(stderr=stderr, markup=False, highlight=False, soft_wrap=True)
+
+
 class PlaybookProgress:
     """Consumes runner events (call the instance with each event); use as a context manager."""
 
@@ -31,7 +38,7 @@ class PlaybookProgress:
             self.live = Live(self._render(), console=self.console, refresh_per_second=8)
             self.live.__enter__()
         else:
-            self.console.print(f"{self.title}: running")
+            self.console.print(f"{self.title}: running", markup=False)
         return self
 
     def __exit__(
@@ -49,7 +56,7 @@ class PlaybookProgress:
         if kind == "play":
             self.play = event["name"]
             if self.live is None:
-                self.console.print(f"play: {self.play}", highlight=False)
+                self.console.print(f"play: {self.play}", highlight=False, markup=False)
         elif kind == "task":
             self.task = event["name"]
         elif kind in ("ok", "failed", "unreachable", "skipped"):
@@ -67,6 +74,7 @@ class PlaybookProgress:
                     f"{kind}: {event['host']}: {event['task']}: {first}",
                     style="red",
                     highlight=False,
+                    markup=False,
                 )
         if self.live is not None:
             self.live.update(self._render())
@@ -82,7 +90,7 @@ class PlaybookProgress:
                 Text(str(counts[c]), style=styles.get(c, "") if counts[c] else "dim")
                 for c in COLUMNS
             ]
-            table.add_row(host, *cells)
+            table.add_row(Text(host), *cells)
         heading = Text(self.title, style="bold")
         if not final:
             heading.append(f"  play: {self.play}  task: {self.task}", style="cyan")

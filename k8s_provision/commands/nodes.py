@@ -6,7 +6,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from k8s_provision import inventory, lifecycle, report, verify
 from k8s_provision.commands.options import (
@@ -16,7 +15,7 @@ from k8s_provision.commands.options import (
     run_options,
 )
 from k8s_provision.errors import OperationFailed
-from k8s_provision.progress import PlaybookProgress
+from k8s_provision.progress import PlaybookProgress, operator_console
 
 
 @click.command("add-node", short_help="Join new inventory hosts to the running cluster.")
@@ -41,7 +40,7 @@ def add_node(
     """
     cluster = inventory.load(inventory_path)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
-    console = Console(highlight=False, soft_wrap=True)
+    console = operator_console()
     with PlaybookProgress(console, [h.name for h in cluster.hosts], "site.yml") as progress:
         result = lifecycle.add_node(
             cluster,
@@ -86,7 +85,7 @@ def remove_node(
     cluster = inventory.load(inventory_path)
     confirm_or_refuse(f"Remove {', '.join(hosts)} from the cluster and wipe them?", yes)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
-    console = Console(highlight=False, soft_wrap=True)
+    console = operator_console()
     with PlaybookProgress(console, list(hosts), "reset.yml") as progress:
         steps = lifecycle.remove_node(
             cluster,

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
-from rich.console import Console
+from rich.text import Text
 
 from k8s_provision import inventory, lifecycle
 from k8s_provision.commands.options import (
@@ -16,6 +16,7 @@ from k8s_provision.commands.options import (
     playbook_options,
     run_options,
 )
+from k8s_provision.progress import operator_console
 
 
 @click.command("plan")
@@ -41,17 +42,17 @@ def command(
     if as_json:
         click.echo(json.dumps({"changes": [asdict(c) for c in changes]}, indent=2))
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = operator_console()
     if not changes:
         console.print("plan: no changes; the cluster matches the inventory")
         return
     for change in changes:
-        console.print(f"[bold]{change.host}[/bold] {change.kind} {change.path}")
+        console.print(Text.assemble((change.host, "bold"), f" {change.kind} {change.path}"))
         if change.kind == "file":
             for line in change.diff.splitlines():
                 style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
-                console.print(f"    {line}", style=style, markup=False)
+                console.print(f"    {line}", style=style)
         else:
-            console.print(f"    {change.diff}", markup=False)
+            console.print(f"    {change.diff}")
     hosts = len({c.host for c in changes})
     console.print(f"plan: {len(changes)} changes on {hosts} hosts; run `k8s-provision up` to apply")

@@ -6,7 +6,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from k8s_provision import inventory, lifecycle
 from k8s_provision.commands.options import (
@@ -16,7 +15,7 @@ from k8s_provision.commands.options import (
     playbook_options,
     run_options,
 )
-from k8s_provision.progress import PlaybookProgress
+from k8s_provision.progress import PlaybookProgress, operator_console
 
 
 @click.command("reset")
@@ -43,7 +42,7 @@ def command(
         f"Reset {len(names)} hosts ({', '.join(names)}) and delete the etcd data?", yes
     )
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
-    console = Console(highlight=False, soft_wrap=True)
+    console = operator_console()
     with PlaybookProgress(console, names, "reset.yml") as progress:
         result = lifecycle.reset(inventory_path, replace(run, on_event=progress), limit=limit)
     console.print(f"reset: done on {len(result.stats)} hosts; log: {result.log_path}")

@@ -6,12 +6,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from k8s_provision import inventory, lab, provision, report, verify
 from k8s_provision.commands.options import limit_option, playbook_options, run_options
 from k8s_provision.errors import OperationFailed, UsageError
-from k8s_provision.progress import PlaybookProgress
+from k8s_provision.progress import PlaybookProgress, operator_console
 
 
 @click.command("up")
@@ -63,7 +62,7 @@ def command(
     elif inventory_path is None:
         raise UsageError("give an INVENTORY, or --lab for the local lab")
     cluster = inventory.load(inventory_path)
-    console = Console(highlight=False, soft_wrap=True)
+    console = operator_console()
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
 
     hosts = provision.limited_hosts(cluster, limit)

@@ -1,5 +1,5 @@
-"""Callback `k8s_events`: writes one JSON object per playbook event to the file named by
-K8SP_EVENTS_FILE, so k8s-provision can show live progress and name failures while the normal
+"""Callback `k8s_events`: writes one JSON object per playbook event to the inherited pipe whose
+descriptor K8SP_EVENTS_FD names, so k8s-provision can show live progress and name failures while the normal
 Ansible output goes to the log. Results of `no_log` tasks arrive censored from ansible-core and
 are never written."""
 
@@ -16,7 +16,7 @@ name: k8s_events
 type: notification
 short_description: JSON-lines playbook events for k8s-provision
 description:
-  - Writes play, task, result, diff and stats events to the file named by K8SP_EVENTS_FILE.
+  - Writes play, task, result, diff and stats events to the pipe descriptor K8SP_EVENTS_FD.
 requirements:
   - enable in callbacks_enabled
 """
@@ -62,8 +62,9 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
-        path = os.environ.get("K8SP_EVENTS_FILE")
-        self._out = open(path, "a", encoding="utf-8", buffering=1) if path else None  # noqa: SIM115
+        fd = os.environ.get("K8SP_EVENTS_FD")
+        # Line-buffered: each event reaches k8s-provision as soon as it happens.
+        self._out = os.fdopen(int(fd), "w", encoding="utf-8", buffering=1) if fd else None
 
     def _emit(self, event: str, **fields: Any) -> None:
         if self._out is not None:
