@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from k8s_provision import ssh
+from k8s_provision import service_state, ssh
 from k8s_provision.model import Cluster, Host
 from k8s_provision.report import Check, Report
 
@@ -143,6 +143,9 @@ def probes_for(cluster: Cluster, host: Host) -> list[Probe]:
             Probe("flannel-config", f"{_CURL} {shlex.quote(keys + '/config')}"),
             Probe("flannel-subnets", f"{_CURL} {shlex.quote(keys + '/subnets')}"),
         ]
+    config_paths = service_state.host_unit_paths(cluster, host)
+    if config_paths:
+        probes.append(Probe("config-state", service_state.state_script(config_paths)))
     if host.is_node:
         probes.append(Probe("docker0", "ip -o -4 addr show dev docker0"))
     if host.is_master:
@@ -880,6 +883,14 @@ def evaluate(cluster: Cluster, facts: Mapping[str, HostFacts]) -> Report:
         if unit_output is not None and unit_output.exit_code != 0:
             unit_error = unit_output.stderr.strip() or f"exit {unit_output.exit_code}"
         checks += [unit_check(host, u, units.get(u), unit_error) for u in host_units(host)]
+        config_state = ctx.output(host.name, "config-state")
+        stale = service_state.config_check(
+            host.name,
+            {u: state.active == "active" for u, state in units.items()},
+            service_state.host_unit_paths(cluster, host),
+            None if config_state is None else config_state.stdout,
+        )
+        checks += [stale] if stale else []
         if host.is_etcd:
             checks += [etcd_health_check(ctx, host), etcd_members_check(ctx, host)]
         if flannel.config_check is not None and flannel.config_check.host == host.name:

@@ -693,6 +693,14 @@ CASES = [
         (("master", "etcd", "config-missing"),),
     ),
     Case(
+        "service started before its configuration changed",
+        outputs(
+            "node1", **{"config-state": Output(0, f"config-state etcd {'a' * 64} {'b' * 64}\n")}
+        ),
+        (("node1", "config", "config-stale"),),
+        fix="$ k8s-provision up inv.ini",
+    ),
+    Case(
         "clock skew",
         clock("node1", 42.0),
         (("node1", "clock", "clock-skew"),),

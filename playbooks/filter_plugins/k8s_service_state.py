@@ -1,0 +1,34 @@
+"""Filters over the configuration each service runs with (see k8s_provision.service_state):
+
+ansible.builtin.raw: "{{ k8s.files | k8s_config_state_script(['etcd']) }}"
+etcd_config_states: "{{ etcd_unit.stdout | k8s_config_states }}"
+ansible.builtin.raw: "{{ 'etcd' | k8s_config_record_script(etcd_config_states.etcd.on_disk) }}"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from k8s_provision import service_state
+
+
+def state_script(files: Sequence[Mapping[str, Any]], units: Sequence[str]) -> str:
+    pairs = [(str(f["dest"]), str(f["component"])) for f in files]
+    return service_state.state_script(service_state.unit_paths(pairs, units))
+
+
+def states(stdout: str) -> dict[str, dict[str, Any]]:
+    return {
+        unit: {"applied": s.applied, "on_disk": s.on_disk, "stale": s.stale}
+        for unit, s in service_state.parse_states(stdout).items()
+    }
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "k8s_config_state_script": state_script,
+            "k8s_config_states": states,
+            "k8s_config_record_script": service_state.record_script,
+        }
