@@ -40,6 +40,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 class ConfigState:
     applied: str  # the record written when the service was last (re)started, or NO_RECORD
     on_disk: str  # SHA-256 of the unit's config files as they are now
+    active: str  # `systemctl is-active`: active, inactive, failed, ...
 
     @property
     def stale(self) -> bool:
@@ -65,15 +66,16 @@ def host_unit_paths(cluster: Cluster, host: Host) -> dict[str, list[str]]:
 
 
 def state_script(paths_by_unit: Mapping[str, Sequence[str]]) -> str:
-    """POSIX sh printing `config-state UNIT APPLIED ON-DISK` per unit (a missing file counts
-    as empty, so a deleted config also differs from the record)."""
+    """POSIX sh printing `config-state UNIT APPLIED ON-DISK ACTIVE` per unit (a missing file
+    counts as empty, so a deleted config also differs from the record)."""
     lines = []
     for unit, paths in paths_by_unit.items():
         record = shlex.quote(f"{APPLIED_DIR}/{unit}")
         files = " ".join(shlex.quote(p) for p in paths)
         lines.append(
-            f"a=$(cat {record} 2>/dev/null); printf '{MARK} %s %s %s\\n' {shlex.quote(unit)}"
-            f' "${{a:-{NO_RECORD}}}" "$(cat -- {files} 2>/dev/null | sha256sum | cut -c1-64)"'
+            f"a=$(cat {record} 2>/dev/null); s=$(systemctl is-active {shlex.quote(unit)}.service);"
+            f" printf '{MARK} %s %s %s %s\\n' {shlex.quote(unit)} \"${{a:-{NO_RECORD}}}\""
+            f' "$(cat -- {files} 2>/dev/null | sha256sum | cut -c1-64)" "${{s:-unknown}}"'
         )
     return "; ".join(lines)
 
@@ -82,8 +84,8 @@ def parse_states(text: str) -> dict[str, ConfigState]:
     states = {}
     for line in text.splitlines():
         words = line.split()
-        if len(words) == 4 and words[0] == MARK:
-            states[words[1]] = ConfigState(words[2], words[3])
+        if len(words) == 5 and words[0] == MARK:
+            states[words[1]] = ConfigState(words[2], words[3], words[4])
     return states
 
 

@@ -1,7 +1,7 @@
 """Callback `k8s_events`: writes one JSON object per playbook event to the inherited pipe whose
-descriptor K8SP_EVENTS_FD names, so k8s-provision can show live progress and name failures while the normal
-Ansible output goes to the log. Results of `no_log` tasks arrive censored from ansible-core and
-are never written."""
+descriptor K8SP_EVENTS_FD names, so k8s-provision can show live progress and name failures
+while the normal Ansible output goes to the log. Results of `no_log` tasks arrive censored
+from ansible-core and are never written."""
 
 from __future__ import annotations
 

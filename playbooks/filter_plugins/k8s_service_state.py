@@ -20,9 +20,18 @@ def state_script(files: Sequence[Mapping[str, Any]], units: Sequence[str]) -> st
 
 def states(stdout: str) -> dict[str, dict[str, Any]]:
     return {
-        unit: {"applied": s.applied, "on_disk": s.on_disk, "stale": s.stale}
+        unit: {"applied": s.applied, "on_disk": s.on_disk, "stale": s.stale, "active": s.active}
         for unit, s in service_state.parse_states(stdout).items()
     }
+
+
+def units_to_restart(states: Mapping[str, Mapping[str, Any]], units: Sequence[str]) -> list[str]:
+    """The running units among `units`, in their order, whose record differs from the files."""
+    return [
+        unit
+        for unit in units
+        if unit in states and states[unit]["active"] == "active" and states[unit]["stale"]
+    ]
 
 
 class FilterModule:
@@ -31,4 +40,5 @@ class FilterModule:
             "k8s_config_state_script": state_script,
             "k8s_config_states": states,
             "k8s_config_record_script": service_state.record_script,
+            "k8s_units_to_restart": units_to_restart,
         }

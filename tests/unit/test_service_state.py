@@ -53,12 +53,12 @@ def test_config_check_fails_a_stale_unit_and_warns_on_a_missing_record() -> None
         "node1",
         {"etcd": True, "flanneld": True},
         paths,
-        f"config-state etcd {a} {b}\nconfig-state flanneld {a} {a}\n",
+        f"config-state etcd {a} {b} active\nconfig-state flanneld {a} {a} active\n",
     )
     assert stale is not None and stale.status == "fail"
     assert stale.detail.endswith("etcd (reads /etc/default/etcd)")
     unknown = service_state.config_check(
-        "node1", {"etcd": True}, paths, f"config-state etcd - {a}\n"
+        "node1", {"etcd": True}, paths, f"config-state etcd - {a} active\n"
     )
     assert unknown is not None and unknown.status == "warn"
     assert service_state.config_check("node1", {"etcd": False}, paths, "") is None

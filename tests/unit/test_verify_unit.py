@@ -151,7 +151,7 @@ def healthy_facts(cluster: Cluster, scenario: dict[str, Any] = ALL_READY) -> dic
             "config-state": Output(
                 0,
                 "".join(
-                    f"config-state {unit} {'a' * 64} {'a' * 64}\n"
+                    f"config-state {unit} {'a' * 64} {'a' * 64} active\n"
                     for unit in service_state.host_unit_paths(cluster, host)
                 ),
             ),
