@@ -15,6 +15,7 @@ from k8s_provision.commands.options import (
     run_options,
 )
 from k8s_provision.errors import OperationFailed
+from k8s_provision.lock import operation_lock
 from k8s_provision.progress import PlaybookProgress, operator_console
 
 
@@ -28,6 +29,7 @@ def add_node(
     forks: int | None,
     verbosity: int,
     log_dir: Path,
+    lock_timeout: float,
     ask_become_pass: bool,
 ) -> None:
     """Join HOST... (already added to INVENTORY, in nodes and/or etcd) to the running cluster.
@@ -41,7 +43,10 @@ def add_node(
     cluster = inventory.load(inventory_path)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console()
-    with PlaybookProgress(console, [h.name for h in cluster.hosts], "site.yml") as progress:
+    with (
+        operation_lock(cluster, "add-node", timeout=lock_timeout, on_note=console.print),
+        PlaybookProgress(console, [h.name for h in cluster.hosts], "site.yml") as progress,
+    ):
         result = lifecycle.add_node(
             cluster,
             inventory_path,
@@ -71,6 +76,7 @@ def remove_node(
     forks: int | None,
     verbosity: int,
     log_dir: Path,
+    lock_timeout: float,
     ask_become_pass: bool,
     yes: bool,
 ) -> None:
@@ -86,7 +92,10 @@ def remove_node(
     confirm_or_refuse(f"Remove {', '.join(hosts)} from the cluster and wipe them?", yes)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console()
-    with PlaybookProgress(console, list(hosts), "reset.yml") as progress:
+    with (
+        operation_lock(cluster, "remove-node", timeout=lock_timeout, on_note=console.print),
+        PlaybookProgress(console, list(hosts), "reset.yml") as progress,
+    ):
         steps = lifecycle.remove_node(
             cluster,
             inventory_path,

@@ -31,7 +31,7 @@ def limit_option(func: F) -> F:
 
 
 def playbook_options(func: F) -> F:
-    """--forks, -v, --log-dir and --ask-become-pass."""
+    """--forks, -v, --log-dir, --lock-timeout and --ask-become-pass."""
     options = [
         click.option(
             "--forks", type=click.IntRange(1, 200), help="Hosts Ansible works on at once."
@@ -49,6 +49,15 @@ def playbook_options(func: F) -> F:
             default=default_log_dir,
             show_default="~/.local/state/k8s-provision/logs",
             help="Where the full Ansible output is saved.",
+        ),
+        click.option(
+            "--lock-timeout",
+            type=click.FloatRange(0),
+            default=0.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="Wait this long for another operation on the cluster to finish (its cluster"
+            " lock on the first master) instead of exiting 1 at once.",
         ),
         click.option(
             "--ask-become-pass",

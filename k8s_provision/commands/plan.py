@@ -16,6 +16,7 @@ from k8s_provision.commands.options import (
     playbook_options,
     run_options,
 )
+from k8s_provision.lock import operation_lock
 from k8s_provision.progress import operator_console
 
 
@@ -30,19 +31,21 @@ def command(
     forks: int | None,
     verbosity: int,
     log_dir: Path,
+    lock_timeout: float,
     ask_become_pass: bool,
     as_json: bool,
 ) -> None:
     """Show what `up INVENTORY` would change: files (with unified diffs), packages and
     services, per host. Runs site.yml in Ansible's check mode with diffs; nothing on the hosts
     changes. A converged cluster gives an empty plan."""
-    inventory.load(inventory_path)
+    cluster = inventory.load(inventory_path)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
-    changes = lifecycle.plan(inventory_path, run, limit=limit)
+    console = operator_console(stderr=as_json)
+    with operation_lock(cluster, "plan", timeout=lock_timeout, on_note=console.print):
+        changes = lifecycle.plan(inventory_path, run, limit=limit)
     if as_json:
         click.echo(json.dumps({"changes": [asdict(c) for c in changes]}, indent=2))
         return
-    console = operator_console()
     if not changes:
         console.print("plan: no changes; the cluster matches the inventory")
         return

@@ -15,6 +15,7 @@ from k8s_provision.commands.options import (
     playbook_options,
     run_options,
 )
+from k8s_provision.lock import operation_lock
 from k8s_provision.progress import PlaybookProgress, operator_console
 
 
@@ -29,6 +30,7 @@ def command(
     forks: int | None,
     verbosity: int,
     log_dir: Path,
+    lock_timeout: float,
     ask_become_pass: bool,
     yes: bool,
 ) -> None:
@@ -43,6 +45,9 @@ def command(
     )
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console()
-    with PlaybookProgress(console, names, "reset.yml") as progress:
+    with (
+        operation_lock(cluster, "reset", timeout=lock_timeout, on_note=console.print),
+        PlaybookProgress(console, names, "reset.yml") as progress,
+    ):
         result = lifecycle.reset(inventory_path, replace(run, on_event=progress), limit=limit)
     console.print(f"reset: done on {len(result.stats)} hosts; log: {result.log_path}")

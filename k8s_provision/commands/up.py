@@ -10,6 +10,7 @@ import click
 from k8s_provision import inventory, lab, provision, report, verify
 from k8s_provision.commands.options import limit_option, playbook_options, run_options
 from k8s_provision.errors import OperationFailed, UsageError
+from k8s_provision.lock import operation_lock
 from k8s_provision.progress import PlaybookProgress, operator_console
 
 
@@ -39,6 +40,7 @@ def command(
     forks: int | None,
     verbosity: int,
     log_dir: Path,
+    lock_timeout: float,
     ask_become_pass: bool,
 ) -> None:
     """Provision the cluster described by INVENTORY and prove it healthy.
@@ -65,19 +67,20 @@ def command(
     console = operator_console()
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
 
-    hosts = provision.limited_hosts(cluster, limit)
-    with console.status("preflight: checking every host over SSH"):
-        warnings = provision.check_hosts(cluster, [cluster.host(name) for name in hosts])
-    for check in warnings:
-        console.print(f"warning: {check.host}: {check.check}: {check.detail}", style="yellow")
-    console.print(f"preflight: {len(hosts)} hosts ready")
+    with operation_lock(cluster, "up", timeout=lock_timeout, on_note=console.print):
+        hosts = provision.limited_hosts(cluster, limit)
+        with console.status("preflight: checking every host over SSH"):
+            warnings = provision.check_hosts(cluster, [cluster.host(name) for name in hosts])
+        for check in warnings:
+            console.print(f"warning: {check.host}: {check.check}: {check.detail}", style="yellow")
+        console.print(f"preflight: {len(hosts)} hosts ready")
 
-    with PlaybookProgress(console, hosts, "site.yml") as progress:
-        result = provision.apply(inventory_path, replace(run, on_event=progress), limit=limit)
-    console.print(
-        f"site.yml: ok on {len(result.stats)} hosts, {result.changed()} changes;"
-        f" log: {result.log_path}"
-    )
+        with PlaybookProgress(console, hosts, "site.yml") as progress:
+            result = provision.apply(inventory_path, replace(run, on_event=progress), limit=limit)
+        console.print(
+            f"site.yml: ok on {len(result.stats)} hosts, {result.changed()} changes;"
+            f" log: {result.log_path}"
+        )
 
     with console.status("verify: checking the cluster"):
         health = verify.verify(cluster)
