@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import subprocess
 
 from k8s_provision import ssh
@@ -21,6 +23,50 @@ class LocalShellTransport:
             ["sh", "-c", command], capture_output=True, text=True, timeout=timeout, check=False
         )
         return ssh.Result(host.name, command, done.returncode, done.stdout, done.stderr)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+class EtcdDouble:
+    """DOUBLE: an in-memory etcd cluster answering the etcdctl v3 command lines the membership
+    code sends (member list -w json, endpoint health, member remove) as etcd 3.4 prints them;
+    hosts listed in `down` answer nothing, like a powered-off host."""
+
+    def __init__(self, members: list[dict[str, object]], healthy: set[str]) -> None:
+        self.members = members
+        self.healthy = healthy
+        self.down: set[str] = set()
+        self.removed: list[str] = []
+        self.fail_removes = 0
+        self.commands: list[tuple[str, str]] = []
+
+    def run(self, host: Host, command: str, timeout: float = ssh.COMMAND_TIMEOUT) -> ssh.Result:
+        self.commands.append((host.name, command))
+        if host.name in self.down:
+            return ssh.Result(host.name, command, None, error="connection refused")
+        words = shlex.split(command.removeprefix("ETCDCTL_API=3 "))
+        args = [w for w in words[1:] if not w.startswith("--")]
+        if args[:2] == ["member", "list"]:
+            return ssh.Result(host.name, command, 0, json.dumps({"members": self.members}))
+        if args[:2] == ["endpoint", "health"]:
+            endpoints = next(w for w in words if w.startswith("--endpoints=")).split("=", 1)[1]
+            lines = [
+                f"{url} is healthy: successfully committed proposal"
+                if url in self.healthy
+                else f"{url} is unhealthy: failed to commit proposal"
+                for url in endpoints.split(",")
+            ]
+            code = 0 if all(" is healthy" in line for line in lines) else 1
+            return ssh.Result(host.name, command, code, "\n".join(lines))
+        if args[:2] == ["member", "remove"]:
+            if self.fail_removes:
+                self.fail_removes -= 1
+                return ssh.Result(host.name, command, 1, "", "etcdserver: unhealthy cluster")
+            self.members = [m for m in self.members if f"{m['ID']:x}" != args[2]]
+            self.removed.append(args[2])
+            return ssh.Result(host.name, command, 0, f"Member {args[2]} removed")
+        return ssh.Result(host.name, command, 127, "", f"double: unknown command {command}")
 
     def close(self) -> None:
         """Nothing to close."""

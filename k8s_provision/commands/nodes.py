@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from k8s_provision.commands.options import (
 from k8s_provision.errors import OperationFailed
 from k8s_provision.lock import operation_lock
 from k8s_provision.progress import PlaybookProgress, operator_console
+from k8s_provision.transport import SshTransport
 
 
 @click.command("add-node", short_help="Join new inventory hosts to the running cluster.")
@@ -37,21 +39,22 @@ def add_node(
     The new hosts are preflighted, then site.yml converges the cluster: the new hosts get
     everything, the others change only where the new hosts change their configuration (no
     service restarts for a plain node). A host new to the etcd group goes through etcd's
-    member-add flow and joins as `existing`, one member at a time, keeping quorum. Ends with
-    a verify report.
+    member-add flow and joins as `existing`, one member at a time, keeping quorum; refused,
+    with the reason, unless every current member is healthy and quorum holds after each add.
+    A member a failed add-node added but never started is completed. Ends with a verify
+    report.
     """
     cluster = inventory.load(inventory_path)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console()
+    transport = SshTransport()
     with (
+        closing(transport),
         operation_lock(cluster, "add-node", timeout=lock_timeout, on_note=console.print),
         PlaybookProgress(console, [h.name for h in cluster.hosts], "site.yml") as progress,
     ):
         result = lifecycle.add_node(
-            cluster,
-            inventory_path,
-            list(hosts),
-            replace(run, on_event=progress),
+            cluster, inventory_path, list(hosts), replace(run, on_event=progress), transport
         )
     changed = {host: stats["changed"] for host, stats in result.stats.items() if stats["changed"]}
     listing = ", ".join(f"{h} ({n})" for h, n in changed.items()) or "none"
@@ -70,6 +73,12 @@ def add_node(
 @click.argument("hosts", metavar="HOST...", nargs=-1, required=True)
 @playbook_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove an etcd member that does not answer (a dead host that must go); the other"
+    " members must still be healthy and keep quorum.",
+)
 def remove_node(
     inventory_path: Path,
     hosts: tuple[str, ...],
@@ -79,11 +88,17 @@ def remove_node(
     lock_timeout: float,
     ask_become_pass: bool,
     yes: bool,
+    force: bool,
 ) -> None:
     """Take HOST... out of the cluster: `kubectl delete node` where the API answers, `etcdctl
     member remove` for etcd members (through a remaining member), then reset.yml on those
     hosts only (services stopped, configuration and data removed). The master cannot be
     removed. Asks first; without a terminal it refuses unless --yes is given.
+
+    Refused, with the reason, when an etcd member other than HOST... is unhealthy, when etcd
+    would lose its quorum, or when a leaving member does not answer (then --force). Members
+    are matched by peer URL and ID, so one added by a failed add-node and never started goes
+    too.
 
     Afterwards delete the hosts from INVENTORY and run `k8s-provision up INVENTORY`, so the
     other hosts' configuration no longer names them.
@@ -92,7 +107,9 @@ def remove_node(
     confirm_or_refuse(f"Remove {', '.join(hosts)} from the cluster and wipe them?", yes)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console()
+    transport = SshTransport()
     with (
+        closing(transport),
         operation_lock(cluster, "remove-node", timeout=lock_timeout, on_note=console.print),
         PlaybookProgress(console, list(hosts), "reset.yml") as progress,
     ):
@@ -101,6 +118,8 @@ def remove_node(
             inventory_path,
             list(hosts),
             replace(run, on_event=progress),
+            transport,
+            force=force,
         )
     for step in steps:
         console.print(f"{step.host}: {step.step}: {step.detail}")
