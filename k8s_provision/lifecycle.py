@@ -1,14 +1,13 @@
-"""A cluster after `up`: plan (what `up` would change), reset, add and remove hosts."""
+"""A cluster after `up`: the changes a check-mode run reports (plan), and the pieces of add-node
+and remove-node that are not etcd membership (k8s_provision.membership)."""
 
 from __future__ import annotations
 
 import difflib
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from k8s_provision import membership, provision, runner
 from k8s_provision.errors import OperationFailed, UsageError
 from k8s_provision.model import Cluster, Host
 from k8s_provision.transport import Transport
@@ -85,53 +84,13 @@ def changes_from_events(events: list[dict[str, Any]]) -> list[Change]:
     return list(dict.fromkeys(changes))
 
 
-def plan(
-    inventory_path: Path, options: runner.RunOptions, *, limit: str | None = None
-) -> list[Change]:
-    """What `up` would change, from a check-mode run of site.yml with diffs. Changes nothing."""
-    result = runner.run_checked(
-        "site.yml", inventory_path, options, limit=limit, check=True, diff=True
-    )
-    return changes_from_events(result.events)
-
-
-def reset(
-    inventory_path: Path, options: runner.RunOptions, *, limit: str | None = None
-) -> runner.RunResult:
-    """Run reset.yml: stop and remove everything site.yml set up. The caller has confirmed."""
-    return runner.run_checked(
-        "reset.yml", inventory_path, options, limit=limit, extra_vars=RESET_CONFIRMED
-    )
-
-
-def _named_hosts(cluster: Cluster, names: list[str]) -> list[Host]:
+def named_hosts(cluster: Cluster, names: list[str]) -> list[Host]:
     unknown = [n for n in names if n not in {h.name for h in cluster.hosts}]
     if unknown:
         raise UsageError(
             f"{', '.join(unknown)}: not in {cluster.source}; add the host to the inventory first"
         )
     return [cluster.host(n) for n in dict.fromkeys(names)]
-
-
-def add_node(
-    cluster: Cluster,
-    inventory_path: Path,
-    names: list[str],
-    options: runner.RunOptions,
-    transport: Transport,
-) -> runner.RunResult:
-    """Bring hosts just added to the inventory into the running cluster. The new hosts are
-    preflighted; new etcd members only when every current member is healthy and quorum holds
-    after each `member add`. Then site.yml converges every host, which changes nothing on the
-    others unless the new hosts change their configuration (a new etcd member is added with
-    `member add`, one at a time, and joins as `existing`)."""
-    hosts = _named_hosts(cluster, names)
-    joining = [h for h in hosts if h.is_etcd]
-    if joining:
-        through = [cluster.host(n) for n in cluster.etcd if n not in set(names)]
-        membership.check_add(membership.observe(cluster, transport, through), cluster, joining)
-    provision.check_hosts(cluster, hosts)
-    return provision.apply(inventory_path, options)
 
 
 @dataclass(frozen=True)
@@ -147,7 +106,7 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def _delete_kube_node(cluster: Cluster, transport: Transport, host: Host) -> Removal:
+def delete_kube_node(cluster: Cluster, transport: Transport, host: Host) -> Removal:
     s = cluster.settings
     master = cluster.master
     server = f"http://{master.ip}:{s.kube_api_port}"
@@ -167,49 +126,3 @@ def _delete_kube_node(cluster: Cluster, transport: Transport, host: Host) -> Rem
             f" {_last_line(deleted.error or deleted.stderr)}"
         )
     return Removal(host.name, "kubernetes", f"node {host.kube_node_name} deleted")
-
-
-def remove_node(
-    cluster: Cluster,
-    inventory_path: Path,
-    names: list[str],
-    options: runner.RunOptions,
-    transport: Transport,
-    *,
-    force: bool = False,
-) -> list[Removal]:
-    """Take hosts out of the cluster: check that etcd keeps a healthy quorum without them
-    (refused otherwise; --force lets a dead member go), delete them from Kubernetes where an
-    API answers, remove their etcd members (matched by peer URL and ID, unstarted ones too, one
-    at a time, through any healthy member), then run reset.yml on them only. The inventory
-    still lists them; the caller tells the operator to delete them there and rerun `up` so the
-    other hosts stop naming them."""
-    hosts = _named_hosts(cluster, names)
-    if cluster.master in hosts:
-        raise UsageError(f"{cluster.master.name} is the master; remove-node cannot remove it")
-    leaving = {h.name for h in hosts}
-    remaining = [cluster.host(n) for n in cluster.etcd if n not in leaving]
-    if not remaining:
-        raise UsageError("that would remove every etcd member; use `reset` to tear down")
-    steps: list[Removal] = []
-    members = membership.observe(cluster, transport, remaining)
-    going = {h.name: members.find(cluster, h) for h in hosts}
-    membership.check_remove(members, [m for ms in going.values() for m in ms], force=force)
-    for host in hosts:
-        if host.is_node:
-            steps.append(_delete_kube_node(cluster, transport, host))
-        for member in going[host.name]:
-            # Asked again each time: the previous removal changed the list and the leader.
-            members = membership.observe(cluster, transport, remaining)
-            detail = membership.remove(cluster, transport, members, member)
-            steps.append(Removal(host.name, "etcd", detail))
-        if host.is_etcd and not going[host.name]:
-            steps.append(Removal(host.name, "etcd", "not an etcd member any more"))
-    limit = ",".join(h.name for h in hosts)
-    runner.run_checked(
-        "reset.yml", inventory_path, options, limit=limit, extra_vars=RESET_CONFIRMED
-    )
-    steps += [
-        Removal(h.name, "reset", "services stopped, configuration and data removed") for h in hosts
-    ]
-    return steps

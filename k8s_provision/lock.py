@@ -7,7 +7,6 @@ takeover only replaces the exact record judged stale, so two runs never both win
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
 import os
@@ -16,13 +15,13 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from k8s_provision.errors import LockHeld, OperationFailed
-from k8s_provision.model import Cluster, Host
-from k8s_provision.transport import SshTransport, Transport
+from k8s_provision.model import Host
+from k8s_provision.transport import Transport
 
 LOCK_DIR = "/var/lib/k8s-provision"
 LEASE_SECONDS = 60
@@ -183,39 +182,3 @@ class ClusterLock:
         if self._renewer is not None:
             self._renewer.join()
         self.transport.run(self.host, release_script(self.me.record(), self.lock_dir))
-
-
-@contextlib.contextmanager
-def cluster_lock(
-    cluster: Cluster,
-    transport: Transport,
-    operation: str,
-    *,
-    timeout: float = 0.0,
-    on_note: Callable[[str], None] | None = None,
-) -> Iterator[ClusterLock]:
-    """Hold the cluster's lock (on its first master) for the body; released on every way out,
-    SIGTERM and SIGHUP included (cli.main turns them into exceptions)."""
-    held = ClusterLock(cluster.master, transport, operation, on_note=on_note)
-    held.acquire(timeout)
-    try:
-        yield held
-    finally:
-        held.release()
-
-
-@contextlib.contextmanager
-def operation_lock(
-    cluster: Cluster,
-    operation: str,
-    *,
-    timeout: float = 0.0,
-    on_note: Callable[[str], None] | None = None,
-) -> Iterator[ClusterLock]:
-    """`cluster_lock` over SSH, for the commands."""
-    transport = SshTransport()
-    try:
-        with cluster_lock(cluster, transport, operation, timeout=timeout, on_note=on_note) as held:
-            yield held
-    finally:
-        transport.close()

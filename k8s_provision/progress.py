@@ -4,6 +4,8 @@ failure."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -11,6 +13,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+
+from k8s_provision.report import Report, print_report
 
 COLUMNS = ("ok", "changed", "failed", "unreachable", "skipped")
 
@@ -95,3 +99,24 @@ class PlaybookProgress:
         if not final:
             heading.append(f"  play: {self.play}  task: {self.task}", style="cyan")
         return Group(heading, table)
+
+
+class PhaseOutput:
+    """The one printing path of every operation (phases.manager.Output) on a console."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def note(self, text: str, style: str = "") -> None:
+        self.console.print(text, style=style)
+
+    def status(self, text: str) -> AbstractContextManager[object]:
+        return self.console.status(text)
+
+    @contextmanager
+    def playbook(self, title: str, hosts: list[str]) -> Iterator[PlaybookProgress]:
+        with PlaybookProgress(self.console, hosts, title) as progress:
+            yield progress
+
+    def report(self, report: Report) -> None:
+        print_report(report, as_json=False, what="verify")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import subprocess
+from collections.abc import Callable
+from typing import Any
 
 from k8s_provision import ssh
 from k8s_provision.model import Host
@@ -70,3 +73,26 @@ class EtcdDouble:
 
     def close(self) -> None:
         """Nothing to close."""
+
+
+class RecordingOutput:
+    """DOUBLE: phases.manager.Output that records what would be printed."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def note(self, text: str, style: str = "") -> None:
+        self.lines.append(text)
+
+    def status(self, text: str) -> contextlib.AbstractContextManager[object]:
+        self.lines.append(text)
+        return contextlib.nullcontext()
+
+    def playbook(
+        self, title: str, hosts: list[str]
+    ) -> contextlib.AbstractContextManager[Callable[[dict[str, Any]], None]]:
+        self.lines.append(f"playbook {title} on {', '.join(hosts)}")
+        return contextlib.nullcontext(lambda _event: None)
+
+    def report(self, report: object) -> None:
+        self.lines.append(f"report {report}")

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from contextlib import closing
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from k8s_provision import inventory, lifecycle, report, verify
+from k8s_provision import inventory
 from k8s_provision.commands.options import (
     confirm_or_refuse,
     inventory_argument,
+    phase_context,
     playbook_options,
     run_options,
 )
-from k8s_provision.errors import OperationFailed
-from k8s_provision.lock import operation_lock
-from k8s_provision.progress import PlaybookProgress, operator_console
-from k8s_provision.transport import SshTransport
+from k8s_provision.phases import operations
+from k8s_provision.progress import operator_console
 
 
 @click.command("add-node", short_help="Join new inventory hosts to the running cluster.")
@@ -47,23 +44,15 @@ def add_node(
     cluster = inventory.load(inventory_path)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console()
-    transport = SshTransport()
-    with (
-        closing(transport),
-        operation_lock(cluster, "add-node", timeout=lock_timeout, on_note=console.print),
-        PlaybookProgress(console, [h.name for h in cluster.hosts], "site.yml") as progress,
-    ):
-        result = lifecycle.add_node(
-            cluster, inventory_path, list(hosts), replace(run, on_event=progress), transport
-        )
+    with phase_context(
+        cluster, inventory_path, run, console, hosts=list(hosts), lock_timeout=lock_timeout
+    ) as ctx:
+        result = operations.add_node(ctx).result
+    assert result is not None  # the converge phase always runs
     changed = {host: stats["changed"] for host, stats in result.stats.items() if stats["changed"]}
     listing = ", ".join(f"{h} ({n})" for h, n in changed.items()) or "none"
     console.print(f"add-node: {', '.join(hosts)} joined; changes per host: {listing}")
     console.print(f"log: {result.log_path}")
-    health = verify.verify(cluster)
-    report.print_report(health, as_json=False, what="verify")
-    if not health.ok:
-        raise OperationFailed(verify.failure_summary(health))
 
 
 @click.command(
@@ -107,20 +96,16 @@ def remove_node(
     confirm_or_refuse(f"Remove {', '.join(hosts)} from the cluster and wipe them?", yes)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console()
-    transport = SshTransport()
-    with (
-        closing(transport),
-        operation_lock(cluster, "remove-node", timeout=lock_timeout, on_note=console.print),
-        PlaybookProgress(console, list(hosts), "reset.yml") as progress,
-    ):
-        steps = lifecycle.remove_node(
-            cluster,
-            inventory_path,
-            list(hosts),
-            replace(run, on_event=progress),
-            transport,
-            force=force,
-        )
+    with phase_context(
+        cluster,
+        inventory_path,
+        run,
+        console,
+        hosts=list(hosts),
+        force=force,
+        lock_timeout=lock_timeout,
+    ) as ctx:
+        steps = operations.remove_node(ctx).removals
     for step in steps:
         console.print(f"{step.host}: {step.step}: {step.detail}")
     console.print(

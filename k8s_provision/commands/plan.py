@@ -9,14 +9,15 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from k8s_provision import inventory, lifecycle
+from k8s_provision import inventory
 from k8s_provision.commands.options import (
     inventory_argument,
     limit_option,
+    phase_context,
     playbook_options,
     run_options,
 )
-from k8s_provision.lock import operation_lock
+from k8s_provision.phases import operations
 from k8s_provision.progress import operator_console
 
 
@@ -41,8 +42,10 @@ def command(
     cluster = inventory.load(inventory_path)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console(stderr=as_json)
-    with operation_lock(cluster, "plan", timeout=lock_timeout, on_note=console.print):
-        changes = lifecycle.plan(inventory_path, run, limit=limit)
+    with phase_context(
+        cluster, inventory_path, run, console, limit=limit, lock_timeout=lock_timeout
+    ) as ctx:
+        changes = operations.plan(ctx).changes
     if as_json:
         click.echo(json.dumps({"changes": [asdict(c) for c in changes]}, indent=2))
         return

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from k8s_provision import inventory, lifecycle
+from k8s_provision import inventory
 from k8s_provision.commands.options import (
     confirm_or_refuse,
     inventory_argument,
     limit_option,
+    phase_context,
     playbook_options,
     run_options,
 )
-from k8s_provision.lock import operation_lock
-from k8s_provision.progress import PlaybookProgress, operator_console
+from k8s_provision.phases import operations
+from k8s_provision.progress import operator_console
 
 
 @click.command("reset")
@@ -45,9 +45,9 @@ def command(
     )
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console()
-    with (
-        operation_lock(cluster, "reset", timeout=lock_timeout, on_note=console.print),
-        PlaybookProgress(console, names, "reset.yml") as progress,
-    ):
-        result = lifecycle.reset(inventory_path, replace(run, on_event=progress), limit=limit)
+    with phase_context(
+        cluster, inventory_path, run, console, limit=limit, lock_timeout=lock_timeout
+    ) as ctx:
+        result = operations.reset(ctx).result
+    assert result is not None  # the reset phase always runs
     console.print(f"reset: done on {len(result.stats)} hosts; log: {result.log_path}")
