@@ -4,13 +4,15 @@ in one place."""
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from typing import Any
 
 import click
 
 from k8s_provision import __version__
 from k8s_provision.commands import diagnose, lab, nodes, plan, render, reset, up, verify
-from k8s_provision.errors import ProvisionError
+from k8s_provision.errors import ProvisionError, Terminated
 
 
 class _Cli(click.Group):
@@ -63,5 +65,17 @@ cli.add_command(diagnose.command)
 cli.add_command(lab.group)
 
 
+def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGHUP become an exception like Ctrl-C does, so every `finally` runs: the
+    playbook's process group is stopped and the cluster lock released before the exit."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_terminated)
+
+
 def main() -> None:
+    install_signal_handlers()
     cli(prog_name="k8s-provision")

@@ -3,6 +3,8 @@ code the CLI returns; `cli.main` turns them into messages in one place."""
 
 from __future__ import annotations
 
+import signal
+
 
 class ProvisionError(Exception):
     """Base class: the operation failed (exit 1)."""
@@ -37,3 +39,16 @@ class Interrupted(ProvisionError):
     """The operator pressed Ctrl-C (exit 130)."""
 
     exit_code = 130
+
+
+class Terminated(Interrupted):
+    """SIGTERM or SIGHUP reached the CLI (exit 128 + the signal number, as a shell reports)."""
+
+    def __init__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name}; the running playbook was stopped too")
+        self.exit_code = 128 + signum
+
+
+class LockHeld(ProvisionError):
+    """Another operation holds the cluster lock (exit 1)."""

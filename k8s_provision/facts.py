@@ -18,7 +18,7 @@ from k8s_provision.model import Cluster, Host
 UNITS_BY_ROLE: tuple[tuple[str, str], ...] = (
     ("etcd", "etcd"),
     ("flanneld", "flannel"),
-    ("docker", "node"),
+    ("docker", "runtime"),
     ("kube-apiserver", "master"),
     ("kube-controller-manager", "master"),
     ("kube-scheduler", "master"),
@@ -71,6 +71,7 @@ def host_units(host: Host) -> tuple[str, ...]:
         "flannel": host.runs_flannel,
         "master": host.is_master,
         "node": host.is_node,
+        "runtime": host.is_node,
     }
     return tuple(unit for unit, role in UNITS_BY_ROLE if has[role])
 
@@ -81,7 +82,8 @@ def all_units() -> tuple[str, ...]:
 
 
 def role_units() -> dict[str, list[str]]:
-    """{role: its units in start order}; roles: etcd, flannel, master, node."""
+    """{role: its units in start order}; roles: etcd, flannel, master, node and runtime (the
+    node's container runtime, started by its own role before the node's services)."""
     units: dict[str, list[str]] = {}
     for unit, role in UNITS_BY_ROLE:
         units.setdefault(role, []).append(unit)

@@ -4,6 +4,8 @@ failure."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -12,7 +14,16 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from k8s_provision.report import Report, print_report
+
 COLUMNS = ("ok", "changed", "failed", "unreachable", "skipped")
+
+
+def operator_console(*, stderr: bool = False) -> Console:
+    """The console every operation prints through. Markup is off: host output, task names
+    and error messages hold brackets (`[/usr/bin/etcd]`) that rich would read as tags, then
+    fail or hide text. Styles are given as `style=` or with `Text`, never inline."""
+    return Console(stderr=stderr, markup=False, highlight=False, soft_wrap=True)
 
 
 class PlaybookProgress:
@@ -31,7 +42,7 @@ class PlaybookProgress:
             self.live = Live(self._render(), console=self.console, refresh_per_second=8)
             self.live.__enter__()
         else:
-            self.console.print(f"{self.title}: running")
+            self.console.print(f"{self.title}: running", markup=False)
         return self
 
     def __exit__(
@@ -49,7 +60,7 @@ class PlaybookProgress:
         if kind == "play":
             self.play = event["name"]
             if self.live is None:
-                self.console.print(f"play: {self.play}", highlight=False)
+                self.console.print(f"play: {self.play}", highlight=False, markup=False)
         elif kind == "task":
             self.task = event["name"]
         elif kind in ("ok", "failed", "unreachable", "skipped"):
@@ -67,6 +78,7 @@ class PlaybookProgress:
                     f"{kind}: {event['host']}: {event['task']}: {first}",
                     style="red",
                     highlight=False,
+                    markup=False,
                 )
         if self.live is not None:
             self.live.update(self._render())
@@ -82,8 +94,29 @@ class PlaybookProgress:
                 Text(str(counts[c]), style=styles.get(c, "") if counts[c] else "dim")
                 for c in COLUMNS
             ]
-            table.add_row(host, *cells)
+            table.add_row(Text(host), *cells)
         heading = Text(self.title, style="bold")
         if not final:
             heading.append(f"  play: {self.play}  task: {self.task}", style="cyan")
         return Group(heading, table)
+
+
+class PhaseOutput:
+    """The one printing path of every operation (phases.manager.Output) on a console."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def note(self, text: str, style: str = "") -> None:
+        self.console.print(text, style=style)
+
+    def status(self, text: str) -> AbstractContextManager[object]:
+        return self.console.status(text)
+
+    @contextmanager
+    def playbook(self, title: str, hosts: list[str]) -> Iterator[PlaybookProgress]:
+        with PlaybookProgress(self.console, hosts, title) as progress:
+            yield progress
+
+    def report(self, report: Report) -> None:
+        print_report(report, as_json=False, what="verify")

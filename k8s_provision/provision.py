@@ -1,11 +1,8 @@
-"""`up`: from a validated inventory to a converged cluster. Preflight over SSH, then site.yml.
-Verification is a separate step (verify.verify) that the CLI runs afterwards."""
+"""The pieces of `up` before site.yml: which hosts a --limit selects, and their preflight over
+SSH (the phases in k8s_provision.phases run them)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from k8s_provision import runner
 from k8s_provision.errors import OperationFailed
 from k8s_provision.model import Cluster, Host
 from k8s_provision.preflight import preflight
@@ -41,10 +38,3 @@ def check_hosts(cluster: Cluster, hosts: list[Host]) -> list[Check]:
             details=[f"{p.host}: {p.check}: {p.detail}" for p in failures],
         )
     return problems
-
-
-def apply(
-    inventory_path: Path, options: runner.RunOptions, *, limit: str | None = None
-) -> runner.RunResult:
-    """Run site.yml; raises with host, task and message when it fails."""
-    return runner.run_checked("site.yml", inventory_path, options, limit=limit)

@@ -4,20 +4,22 @@ into errors that name host, task and message."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import select
+import shlex
 import signal
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from k8s_provision import ssh_args
 from k8s_provision.errors import Interrupted, OperationFailed, ProvisionError, UsageError
 from k8s_provision.paths import COLLECTION, ansible_cfg, playbooks_dir, share_dir
 
@@ -87,23 +89,6 @@ def _file_name(playbook: str | Path) -> str:
     return playbook.name if isinstance(playbook, Path) else f"{playbook.rpartition('.')[2]}.yml"
 
 
-@contextmanager
-def _secret_file(secret: str | None) -> Iterator[str | None]:
-    """A become password in a 0600 file that ansible reads (become_password_file), removed
-    afterwards, so it never appears in argv, the environment of children, or the log."""
-    if secret is None:
-        yield None
-        return
-    fd, name = tempfile.mkstemp(prefix="k8sp-become-")
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, secret.encode())
-        os.close(fd)
-        yield name
-    finally:
-        Path(name).unlink(missing_ok=True)
-
-
 def build_command(
     playbook: str | Path,
     inventory: Path,
@@ -132,38 +117,78 @@ def build_command(
     return command
 
 
-def _environment(events_file: Path, become_password_file: str | None) -> dict[str, str]:
-    # The become password reaches ansible only through the 0600 file.
+def _environment(events_fd: int) -> dict[str, str]:
+    # The become password reaches ansible only through its stdin pipe (`--become-password-file
+    # -`): never in argv, in a file, or in the environment its children inherit.
     env = {k: v for k, v in os.environ.items() if k != "K8SP_BECOME_PASSWORD"}
     env.setdefault("ANSIBLE_CONFIG", str(ansible_cfg()))
+    # Host keys are checked whatever the operator's environment or ansible.cfg say.
+    env.update(ssh_args.ansible_host_key_env(env))
     env["ANSIBLE_CALLBACKS_ENABLED"] = f"{COLLECTION}.events"
-    env["K8SP_EVENTS_FILE"] = str(events_file)
+    env["K8SP_EVENTS_FD"] = str(events_fd)
     env["ANSIBLE_NOCOLOR"] = "1"
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["PYTHONUNBUFFERED"] = "1"
-    if become_password_file:
-        env["ANSIBLE_BECOME_PASSWORD_FILE"] = become_password_file
     return env
 
 
 class _EventReader:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.partial = ""
+    """JSON lines from the callback's pipe. A pipe rather than a file: nothing is left on disk
+    by a run that is killed, and the reader wakes up as soon as an event arrives."""
 
-    def read(self) -> list[Event]:
-        try:
-            with self.path.open(encoding="utf-8") as handle:
-                handle.seek(self.offset)
-                chunk = handle.read()
-                self.offset = handle.tell()
-        except FileNotFoundError:
-            return []
-        text = self.partial + chunk
-        lines = text.split("\n")
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.partial = b""
+        os.set_blocking(fd, False)
+
+    def read(self, timeout: float) -> list[Event]:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        chunks = []
+        while ready:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        lines = (self.partial + b"".join(chunks)).split(b"\n")
         self.partial = lines.pop()
         return [json.loads(line) for line in lines if line.strip()]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: its own session, so a terminal's Ctrl-C reaches only the CLI,
+    which then stops the whole group; and SIGTERM from the kernel when the CLI dies, even by
+    SIGKILL, so ansible-playbook is never left running orphaned."""
+    os.setsid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# prctl(2) option number (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+# How long ansible-playbook may take to stop its workers after SIGINT/SIGTERM.
+STOP_GRACE_SECONDS = 10.0
+
+
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop ansible-playbook and every worker and ssh it started (its whole process group):
+    SIGINT so it ends its tasks like Ctrl-C does, SIGKILL when it does not within the grace."""
+    if process.poll() is not None:
+        # A finished run has reaped its workers; its ssh ControlPersist masters stay for the
+        # next run.
+        return
+    _kill_group(process.pid, signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    _kill_group(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
 
 
 def run_playbook(
@@ -176,19 +201,21 @@ def run_playbook(
     **options: Any,
 ) -> RunResult:
     """Run one playbook (a collection playbook's name or a file) to completion. Never raises for
-    a failed run: see `raise_for_failure`."""
+    a failed run: see `raise_for_failure`. On any way out (an exception, Ctrl-C, SIGTERM or
+    SIGHUP turned into an exception by `cli.main`) ansible-playbook's whole process group is
+    stopped before this returns."""
     log_dir = log_dir or default_log_dir()
     log_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     name = _file_name(playbook)
     log_path = log_dir / f"{Path(name).stem}-{stamp}-{os.getpid()}.log"
-    events_path = log_path.with_suffix(".events")
     command = build_command(playbook, inventory, **options)
+    if become_password is not None:
+        command[-1:-1] = ["--become-password-file", "-"]
     result = RunResult(name, 0, log_path, command)
-    reader = _EventReader(events_path)
 
-    def consume() -> None:
-        for event in reader.read():
+    def consume(events: list[Event]) -> None:
+        for event in events:
             result.events.append(event)
             if event["event"] == "stats":
                 result.stats = event["hosts"]
@@ -204,34 +231,40 @@ def run_playbook(
             if on_event is not None:
                 on_event(event)
 
-    with _secret_file(become_password) as password_file, log_path.open("w") as log:
-        log.write(f"$ {' '.join(command)}\n")
+    read_fd, write_fd = os.pipe()
+    with log_path.open("w") as log:
+        log.write(f"$ {shlex.join(command)}\n")
         log.flush()
         try:
             process = subprocess.Popen(
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=_environment(events_path, password_file),
+                stdin=subprocess.PIPE if become_password is not None else subprocess.DEVNULL,
+                env=_environment(write_fd),
                 cwd=str(share_dir()),
+                pass_fds=(write_fd,),
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run at this point
             )
         except OSError as err:
+            os.close(read_fd)
             raise UsageError(f"cannot start ansible-playbook: {err.strerror}") from None
+        finally:
+            os.close(write_fd)
+        reader = _EventReader(read_fd)
         try:
+            if process.stdin is not None and become_password is not None:
+                # Far below a pipe's buffer: the write never blocks.
+                process.stdin.write(become_password.encode() + b"\n")
+                process.stdin.close()
             while process.poll() is None:
-                consume()
-                time.sleep(0.1)
+                consume(reader.read(timeout=0.2))
+            consume(reader.read(timeout=0))
         except KeyboardInterrupt:
-            # ansible-playbook got the same SIGINT from the terminal; let it stop its workers.
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
             raise Interrupted(f"interrupted; the output so far is in {log_path}") from None
-        consume()
-    events_path.unlink(missing_ok=True)
+        finally:
+            stop_process_group(process)
+            os.close(read_fd)
     result.exit_code = process.returncode
     return result
 

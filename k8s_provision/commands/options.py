@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.console import Console
 
 from k8s_provision import ssh
 from k8s_provision.errors import UsageError
+from k8s_provision.model import Cluster
+from k8s_provision.phases.manager import Context
+from k8s_provision.progress import PhaseOutput
 from k8s_provision.runner import RunOptions, default_log_dir
+from k8s_provision.transport import SshTransport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,7 +37,7 @@ def limit_option(func: F) -> F:
 
 
 def playbook_options(func: F) -> F:
-    """--forks, -v, --log-dir and --ask-become-pass."""
+    """--forks, -v, --log-dir, --lock-timeout and --ask-become-pass."""
     options = [
         click.option(
             "--forks", type=click.IntRange(1, 200), help="Hosts Ansible works on at once."
@@ -49,6 +55,15 @@ def playbook_options(func: F) -> F:
             default=default_log_dir,
             show_default="~/.local/state/k8s-provision/logs",
             help="Where the full Ansible output is saved.",
+        ),
+        click.option(
+            "--lock-timeout",
+            type=click.FloatRange(0),
+            default=0.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="Wait this long for another operation on the cluster to finish (its cluster"
+            " lock on the first master) instead of exiting 1 at once.",
         ),
         click.option(
             "--ask-become-pass",
@@ -94,3 +109,15 @@ def confirm_or_refuse(question: str, yes: bool) -> None:
         raise UsageError(f"{question} Refusing without a terminal to ask on; pass --yes to confirm")
     if not click.confirm(question, default=False):
         raise UsageError("not confirmed; nothing was changed")
+
+
+@contextmanager
+def phase_context(
+    cluster: Cluster, inventory_path: Path, run: RunOptions, console: Console, **fields: Any
+) -> Iterator[Context]:
+    """The context an operation's phases share, over SSH, printing on `console`."""
+    transport = SshTransport()
+    try:
+        yield Context(cluster, inventory_path, run, transport, PhaseOutput(console), **fields)
+    finally:
+        transport.close()

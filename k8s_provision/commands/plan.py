@@ -7,15 +7,18 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
-from rich.console import Console
+from rich.text import Text
 
-from k8s_provision import inventory, lifecycle
+from k8s_provision import inventory
 from k8s_provision.commands.options import (
     inventory_argument,
     limit_option,
+    phase_context,
     playbook_options,
     run_options,
 )
+from k8s_provision.phases import operations
+from k8s_provision.progress import operator_console
 
 
 @click.command("plan")
@@ -29,29 +32,33 @@ def command(
     forks: int | None,
     verbosity: int,
     log_dir: Path,
+    lock_timeout: float,
     ask_become_pass: bool,
     as_json: bool,
 ) -> None:
     """Show what `up INVENTORY` would change: files (with unified diffs), packages and
     services, per host. Runs site.yml in Ansible's check mode with diffs; nothing on the hosts
     changes. A converged cluster gives an empty plan."""
-    inventory.load(inventory_path)
+    cluster = inventory.load(inventory_path)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
-    changes = lifecycle.plan(inventory_path, run, limit=limit)
+    console = operator_console(stderr=as_json)
+    with phase_context(
+        cluster, inventory_path, run, console, limit=limit, lock_timeout=lock_timeout
+    ) as ctx:
+        changes = operations.plan(ctx).changes
     if as_json:
         click.echo(json.dumps({"changes": [asdict(c) for c in changes]}, indent=2))
         return
-    console = Console(highlight=False, soft_wrap=True)
     if not changes:
         console.print("plan: no changes; the cluster matches the inventory")
         return
     for change in changes:
-        console.print(f"[bold]{change.host}[/bold] {change.kind} {change.path}")
+        console.print(Text.assemble((change.host, "bold"), f" {change.kind} {change.path}"))
         if change.kind == "file":
             for line in change.diff.splitlines():
                 style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
-                console.print(f"    {line}", style=style, markup=False)
+                console.print(f"    {line}", style=style)
         else:
-            console.print(f"    {change.diff}", markup=False)
+            console.print(f"    {change.diff}")
     hosts = len({c.host for c in changes})
     console.print(f"plan: {len(changes)} changes on {hosts} hosts; run `k8s-provision up` to apply")

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from k8s_provision import inventory, lifecycle
+from k8s_provision import inventory
 from k8s_provision.commands.options import (
     confirm_or_refuse,
     inventory_argument,
     limit_option,
+    phase_context,
     playbook_options,
     run_options,
 )
-from k8s_provision.progress import PlaybookProgress
+from k8s_provision.phases import operations
+from k8s_provision.progress import operator_console
 
 
 @click.command("reset")
@@ -30,6 +30,7 @@ def command(
     forks: int | None,
     verbosity: int,
     log_dir: Path,
+    lock_timeout: float,
     ask_become_pass: bool,
     yes: bool,
 ) -> None:
@@ -43,7 +44,10 @@ def command(
         f"Reset {len(names)} hosts ({', '.join(names)}) and delete the etcd data?", yes
     )
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
-    console = Console(highlight=False, soft_wrap=True)
-    with PlaybookProgress(console, names, "reset.yml") as progress:
-        result = lifecycle.reset(inventory_path, replace(run, on_event=progress), limit=limit)
+    console = operator_console()
+    with phase_context(
+        cluster, inventory_path, run, console, limit=limit, lock_timeout=lock_timeout
+    ) as ctx:
+        result = operations.reset(ctx).result
+    assert result is not None  # the reset phase always runs
     console.print(f"reset: done on {len(result.stats)} hosts; log: {result.log_path}")

@@ -1,17 +1,22 @@
-"""`k8s-provision up`: validate, preflight, apply site.yml, verify."""
+"""`k8s-provision up`: validate, then the phases of `operations.up`: lock, preflight, site.yml,
+verify."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from k8s_provision import inventory, lab, provision, report, verify
-from k8s_provision.commands.options import limit_option, playbook_options, run_options
-from k8s_provision.errors import OperationFailed, UsageError
-from k8s_provision.progress import PlaybookProgress
+from k8s_provision import inventory, lab
+from k8s_provision.commands.options import (
+    limit_option,
+    phase_context,
+    playbook_options,
+    run_options,
+)
+from k8s_provision.errors import UsageError
+from k8s_provision.phases import operations
+from k8s_provision.progress import operator_console
 
 
 @click.command("up")
@@ -40,11 +45,13 @@ def command(
     forks: int | None,
     verbosity: int,
     log_dir: Path,
+    lock_timeout: float,
     ask_become_pass: bool,
 ) -> None:
     """Provision the cluster described by INVENTORY and prove it healthy.
 
     \b
+    0. take the cluster lock (see --lock-timeout);
     1. validate the inventory (exit 2 and every problem listed when it is wrong);
     2. preflight every host over SSH, in parallel: reachable, root or working sudo, the OS
        family the inventory says, a Python the installed ansible-core can manage, clocks
@@ -63,28 +70,9 @@ def command(
     elif inventory_path is None:
         raise UsageError("give an INVENTORY, or --lab for the local lab")
     cluster = inventory.load(inventory_path)
-    console = Console(highlight=False, soft_wrap=True)
+    console = operator_console()
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
-
-    hosts = provision.limited_hosts(cluster, limit)
-    with console.status("preflight: checking every host over SSH"):
-        warnings = provision.check_hosts(cluster, [cluster.host(name) for name in hosts])
-    for check in warnings:
-        console.print(f"warning: {check.host}: {check.check}: {check.detail}", style="yellow")
-    console.print(f"preflight: {len(hosts)} hosts ready")
-
-    with PlaybookProgress(console, hosts, "site.yml") as progress:
-        result = provision.apply(inventory_path, replace(run, on_event=progress), limit=limit)
-    console.print(
-        f"site.yml: ok on {len(result.stats)} hosts, {result.changed()} changes;"
-        f" log: {result.log_path}"
-    )
-
-    with console.status("verify: checking the cluster"):
-        health = verify.verify(cluster)
-    report.print_report(health, as_json=False, what="verify")
-    if not health.ok:
-        raise OperationFailed(
-            verify.failure_summary(health),
-            details=[f"run `k8s-provision diagnose {inventory_path}` for causes and fixes"],
-        )
+    with phase_context(
+        cluster, inventory_path, run, console, limit=limit, lock_timeout=lock_timeout
+    ) as ctx:
+        operations.up(ctx)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from k8s_provision import facts
+from k8s_provision import facts, service_state
 from k8s_provision.model import Cluster
 from k8s_provision.probes import HostFacts, network, systemd
 from k8s_provision.report import Check, Report
@@ -40,6 +40,15 @@ def evaluate(cluster: Cluster, collected: Mapping[str, HostFacts]) -> Report:
         if unit_output is not None and unit_output.exit_code != 0:
             unit_error = unit_output.stderr.strip() or f"exit {unit_output.exit_code}"
         checks += [unit_check(host, u, units.get(u), unit_error) for u in facts.host_units(host)]
+        config_paths = service_state.host_unit_paths(cluster, host)
+        config_output = ctx.output(host.name, "config-state")
+        stale = service_state.config_check(
+            host.name,
+            {u: state.active == "active" for u, state in units.items()},
+            config_paths,
+            None if config_output is None else config_output.stdout,
+        )
+        checks += [stale] if stale else []
         if host.is_etcd:
             checks += [etcd_health_check(ctx, host), etcd_members_check(ctx, host)]
         if flannel.config_check is not None and flannel.config_check.host == host.name:

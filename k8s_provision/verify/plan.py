@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from k8s_provision import facts
+from k8s_provision import facts, service_state
 from k8s_provision.model import Cluster, Host
 from k8s_provision.probes import Probe, etcd, flannel, http, network, systemd
+from k8s_provision.probes.config_state import config_state
 
 
 def probes_for(cluster: Cluster, host: Host) -> list[Probe[Any]]:
@@ -24,6 +25,9 @@ def probes_for(cluster: Cluster, host: Host) -> list[Probe[Any]]:
             flannel.network_config(url, s.flannel_etcd_prefix),
             flannel.subnets(url, s.flannel_etcd_prefix),
         ]
+    config_paths = service_state.host_unit_paths(cluster, host)
+    if config_paths:
+        probes.append(config_state(config_paths))
     if host.is_node:
         probes.append(network.docker0())
     if host.is_master:

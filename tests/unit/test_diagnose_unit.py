@@ -57,6 +57,8 @@ class Case:
 
 
 REFUSED = "dial tcp 192.168.10.1:8080: getsockopt: connection refused"
+STALE_ETCD = f"config-state etcd {'a' * 64} {'b' * 64} active\n"
+
 CASES = [
     Case("healthy cluster", lambda _, c: c, (), ok=True),
     Case(
@@ -406,6 +408,14 @@ CASES = [
         "missing configuration file",
         outputs("master", **{"file:/etc/etcd/etcd.conf": Output(1, "", "cat: No such file")}),
         (("master", "etcd", "config-missing"),),
+    ),
+    Case(
+        "service started before its configuration changed",
+        outputs(
+            "node1", **{"config-state": Output(0, f"config-state etcd {'a' * 64} {'b' * 64} x")}
+        ),
+        (("node1", "config", "config-stale"),),
+        fix="$ k8s-provision up inv.ini",
     ),
     Case(
         "clock skew",

@@ -48,7 +48,8 @@ def test_reference_cluster_facts(cluster: Cluster) -> None:
     assert facts.etcd_client_url(cluster, node1) == "http://192.168.10.2:2379"
     assert facts.etcd_peer_url(cluster, node1) == "http://192.168.10.2:2380"
     assert facts.api_url(cluster) == "http://192.168.10.1:8080"
-    assert facts.role_units()["node"] == ["docker", "kubelet", "kube-proxy"]
+    assert facts.role_units()["node"] == ["kubelet", "kube-proxy"]
+    assert facts.role_units()["runtime"] == ["docker"]
     assert facts.all_units()[0] == "etcd"  # start order: reset stops in the reverse
 
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from k8s_provision.lifecycle import Change, changes_from_events
 
 
 def test_changes_from_check_mode_events() -> None:
-    events = [
+    events: list[dict[str, Any]] = [
         {"event": "play", "name": "etcd"},
         {
             "event": "diff",

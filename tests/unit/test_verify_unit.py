@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from k8s_provision import facts as cluster_facts
-from k8s_provision import inventory, verify
+from k8s_provision import inventory, service_state, verify
 from k8s_provision.cli import cli
 from k8s_provision.model import Cluster
 from k8s_provision.probes import (
@@ -155,6 +155,13 @@ def healthy_facts(cluster: Cluster, scenario: dict[str, Any] = ALL_READY) -> dic
             "healthz": http("ok"),
             "kubectl-cs": Output(0, api_json("/api/v1/componentstatuses", scenario)),
             "kubectl-nodes": Output(0, api_json("/api/v1/nodes", scenario)),
+            "config-state": Output(
+                0,
+                "".join(
+                    f"config-state {unit} {'a' * 64} {'a' * 64} active\n"
+                    for unit in service_state.host_unit_paths(cluster, host)
+                ),
+            ),
         }
         wanted = {p.name for p in verify.probes_for(cluster, host)}
         facts[host.name] = HostFacts(host.name, {k: v for k, v in outputs.items() if k in wanted})

@@ -1,7 +1,7 @@
 """Callback `k8s_provision.cluster.events`: writes one JSON object per playbook event to the
-file named by K8SP_EVENTS_FILE, so k8s-provision can show live progress and name failures while
-the normal Ansible output goes to the log. Results of `no_log` tasks arrive censored from
-ansible-core and are never written."""
+inherited pipe whose descriptor K8SP_EVENTS_FD names, so k8s-provision can show live progress
+and name failures while the normal Ansible output goes to the log. Results of `no_log` tasks
+arrive censored from ansible-core and are never written."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ author: k8s-provision maintainers !UNKNOWN
 type: notification
 short_description: JSON-lines playbook events for k8s-provision
 description:
-  - Writes play, task, result, diff and stats events, one JSON object a line, to the file named
-    by E(K8SP_EVENTS_FILE); k8s-provision enables it for its own runs to show progress and name
-    failures. Writes nothing when the variable is unset.
+  - Writes play, task, result, diff and stats events, one JSON object a line, to the inherited
+    pipe whose descriptor E(K8SP_EVENTS_FD) names; k8s-provision enables it for its own runs to
+    show progress and name failures. Writes nothing when the variable is unset.
 requirements:
   - enable in callbacks_enabled
 """
@@ -65,8 +65,9 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
-        path = os.environ.get("K8SP_EVENTS_FILE")
-        self._out = open(path, "a", encoding="utf-8", buffering=1) if path else None  # noqa: SIM115
+        fd = os.environ.get("K8SP_EVENTS_FD")
+        # Line-buffered: each event reaches k8s-provision as soon as it happens.
+        self._out = os.fdopen(int(fd), "w", encoding="utf-8", buffering=1) if fd else None
 
     def _emit(self, event: str, **fields: Any) -> None:
         if self._out is not None:

@@ -1,0 +1,188 @@
+"""Runs that stop half-way heal on the next run, on the lab with real etcd and real kills: a
+service that runs with an older configuration than its files on disk is found by verify
+(config:stale) and restarted by the next run, exactly that one; the CLI killed between a config
+change and its restart leaves no playbook running and heals with one `up`; two `up` runs
+started together do not both run. A key written before each fault is still there after."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from k8s_provision import inventory, service_state, verify
+from k8s_provision import lab as lab_api
+from k8s_provision.model import Cluster
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parent.parent.parent
+CLI = str(Path(sys.executable).parent / "k8s-provision")
+KEY = "/k8sp-fault/kept"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], capture_output=True, text=True, timeout=900, check=False, cwd=REPO
+    )
+
+
+def on(lab: lab_api.LabState, host: str, command: str) -> str:
+    return lab_api.ssh_run(host, command, config=lab.config, check=True).stdout.strip()
+
+
+def put_key(lab: lab_api.LabState, value: str) -> None:
+    on(lab, "master", f"ETCDCTL_API=3 etcdctl put {KEY} {value}")
+
+
+def key_on_every_member(lab: lab_api.LabState, cluster: Cluster) -> set[str]:
+    return {on(lab, h, f"ETCDCTL_API=3 etcdctl get --print-value-only {KEY}") for h in cluster.etcd}
+
+
+def with_token(lab: lab_api.LabState, tmp_path: Path, token: str) -> Path:
+    """The lab inventory with another etcd cluster token: etcd's file changes, and a
+    bootstrapped member ignores the token, so the restart it needs is harmless."""
+    path = tmp_path / "inventory.ini"
+    path.write_text(lab.inventory.read_text() + f"etcd_cluster_token={token}\n")
+    return path
+
+
+def running_with(word: str) -> list[int]:
+    """Live processes whose command line holds `word`: ansible-playbook and the workers it
+    forked carry the inventory path."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if word in cmdline and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def site(lab: lab_api.LabState) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(lab.inventory),
+            str(REPO / "playbooks" / "site.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return result
+
+
+def etcd_pid(lab: lab_api.LabState, host: str) -> str:
+    return lab_api.ssh_run(
+        host, "systemctl show -p MainPID --value etcd", config=lab.config, check=True
+    ).stdout.strip()
+
+
+def test_a_service_older_than_its_config_is_reported_and_restarted_alone(
+    converged_lab: lab_api.LabState, cluster: Cluster
+) -> None:
+    lab = converged_lab
+    before = {h: etcd_pid(lab, h) for h in cluster.etcd}
+    # What a run stopped between writing etcd's file and restarting etcd leaves: the file
+    # is right, etcd was started with other bytes.
+    lab_api.ssh_run(
+        "node1",
+        f"echo {'0' * 64} > {service_state.APPLIED_DIR}/etcd",
+        config=lab.config,
+        check=True,
+    )
+    report = verify.verify(cluster)
+    stale = [c for c in report.checks if c.check == "config:stale" and c.status == "fail"]
+    assert [c.host for c in stale] == ["node1"], report.checks
+    assert "etcd (reads /etc/default/etcd)" in stale[0].detail
+
+    site(lab)
+    after = {h: etcd_pid(lab, h) for h in cluster.etcd}
+    assert after["node1"] != before["node1"]
+    assert {h: p for h, p in after.items() if h != "node1"} == {
+        h: p for h, p in before.items() if h != "node1"
+    }
+    assert verify.verify(cluster).ok
+    changed = re.findall(r"^\S+\s*:\s*ok=\d+\s+changed=(\d+)", site(lab).stdout, re.MULTILINE)
+    assert changed and set(changed) == {"0"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_cli_killed_between_a_config_change_and_its_restart_heals_with_one_up(
+    converged_lab: lab_api.LabState, cluster: Cluster, tmp_path: Path, signum: int
+) -> None:
+    lab = converged_lab
+    put_key(lab, f"before-{signum}")
+    token = f"fault-{signum}-{time.monotonic_ns()}"
+    edited = with_token(lab, tmp_path, token)
+    run = subprocess.Popen(
+        [CLI, "up", str(edited)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 600
+    while token not in on(lab, "master", "cat /etc/default/etcd"):
+        assert run.poll() is None, run.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "site.yml never wrote etcd's new file"
+        time.sleep(0.2)
+    run.send_signal(signum)
+    output = run.communicate(timeout=60)[0]
+    if signum == signal.SIGTERM:
+        assert run.returncode == 128 + signum, output[-3000:]
+    deadline = time.monotonic() + 30
+    while running_with(str(edited)):
+        assert time.monotonic() < deadline, f"still running: {running_with(str(edited))}"
+        time.sleep(0.5)
+
+    edited_cluster = inventory.load(edited)
+    report = verify.verify(edited_cluster)
+    stale = [c.host for c in report.checks if c.check == "config:stale" and c.status == "fail"]
+    assert stale, report.checks
+
+    healed = cli("up", str(edited))
+    assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
+    assert verify.verify(edited_cluster).ok
+    assert key_on_every_member(lab, cluster) == {f"before-{signum}"}
+    # back to the lab's own inventory for the tests after this one
+    assert cli("up", str(lab.inventory)).returncode == 0
+
+
+def test_two_up_runs_started_together_do_not_both_run(
+    converged_lab: lab_api.LabState, cluster: Cluster
+) -> None:
+    lab = converged_lab
+    put_key(lab, "before-two-runs")
+    runs = [
+        subprocess.Popen(
+            [CLI, "up", str(lab.inventory)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for _ in range(2)
+    ]
+    results = [(r.wait(timeout=900), *r.communicate()) for r in runs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], results
+    refused = next(err for code, _, err in results if code == 1)
+    assert "the cluster is busy: up by " in refused and "holds its lock on master" in refused
+    assert verify.verify(cluster).ok
+    assert key_on_every_member(lab, cluster) == {"before-two-runs"}
