@@ -108,6 +108,7 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
         etcd_members=[
             {
                 "name": h.name,
+                "member_name": h.etcd_name,
                 "ip": h.ip,
                 "client_url": f"http://{h.ip}:{s.etcd_client_port}",
                 "peer_url": f"http://{h.ip}:{s.etcd_peer_port}",
@@ -115,7 +116,7 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
             for h in members
         ],
         etcd_initial_cluster=",".join(
-            f"{h.name}=http://{h.ip}:{s.etcd_peer_port}" for h in members
+            f"{h.etcd_name}=http://{h.ip}:{s.etcd_peer_port}" for h in members
         ),
         etcd_endpoints=",".join(f"http://{h.ip}:{s.etcd_client_port}" for h in members),
         etcd_first_member=cluster.etcd[0],
@@ -145,6 +146,7 @@ def host_context(cluster: Cluster, name: str) -> dict[str, Any]:
         "name": host.name,
         "ip": host.ip,
         "kube_node_name": host.kube_node_name,
+        "etcd_name": host.etcd_name,
         "flannel_iface": host.flannel_iface,
         "flannel_options": " ".join(options),
         "is_master": host.is_master,

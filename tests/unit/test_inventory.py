@@ -41,7 +41,7 @@ def test_malformed_inventory_is_rejected_with_the_culprit(
 ) -> None:
     path = write_case(case, tmp_path)
     with pytest.raises(InventoryError) as caught:
-        inventory.load(path)
+        inventory.load(path, strict=case.get("strict", False))
     text = error_text(caught.value)
     assert caught.value.exit_code == 2
     for expected in case["expect"]:

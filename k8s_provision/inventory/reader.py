@@ -1,0 +1,209 @@
+"""Reading an inventory with ansible-core's own code: InventoryManager, VariableManager,
+DataLoader and vault, so what ansible-inventory accepts is accepted with the same meaning."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from k8s_provision.errors import InventoryError
+from k8s_provision.inventory.source import SourceFiles
+
+_YAML_SUFFIXES = (".yml", ".yaml", ".json")
+_ORIGIN_RE = re.compile(r"^Origin: (\S+)|appears to be in '([^']+)'", re.MULTILINE)
+_HOST_LINE_RE = re.compile(r"^\s*[#;]\s*[A-Za-z0-9][A-Za-z0-9._\[\]:-]*(\s+\w+=\S*)*\s*$")
+
+
+# Variables ansible-core adds to every host itself; they are not the inventory's.
+_MAGIC_VARIABLES = frozenset(
+    {
+        "ansible_check_mode",
+        "ansible_config_file",
+        "ansible_diff_mode",
+        "ansible_facts",
+        "ansible_forks",
+        "ansible_inventory_sources",
+        "ansible_playbook_python",
+        "ansible_run_tags",
+        "ansible_skip_tags",
+        "ansible_verbosity",
+        "ansible_version",
+        "group_names",
+        "groups",
+        "inventory_dir",
+        "inventory_file",
+        "inventory_hostname",
+        "inventory_hostname_short",
+        "omit",
+        "playbook_dir",
+        "role_names",
+    }
+)
+
+
+@dataclass(frozen=True)
+class VaultOptions:
+    """How the vault password is given, the ways ansible-playbook takes it. The
+    ANSIBLE_VAULT_PASSWORD_FILE environment variable (or ansible.cfg) is read by ansible-core
+    itself."""
+
+    password_files: tuple[str, ...] = ()
+    ask: bool = False
+
+
+def first_line(err: BaseException) -> str:
+    """ansible-core's multi-line error as one line, with the file (and line) it points at
+    (2.19 says "Origin: FILE:LINE:COL", older releases "appears to be in 'FILE': line N")."""
+    text = getattr(err, "message", None) or str(err)
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    first = lines[0] if lines else type(err).__name__
+    origin = _ORIGIN_RE.search(str(err))
+    where = origin.group(1) or origin.group(2) if origin else None
+    cause: BaseException | None = err
+    while where is None and cause is not None:
+        # 2.19 keeps the file position on a chained exception's `obj`.
+        obj = getattr(cause, "obj", None)
+        where = str(obj) if obj else None
+        cause = cause.__cause__ or cause.__context__
+    return f"{first} (in {where})" if where else first
+
+
+@contextlib.contextmanager
+def _quiet_ansible() -> Iterator[None]:
+    """ansible-core prints warnings (e.g. a host and a group sharing a name) on stderr; the
+    loader reports problems itself."""
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _parse_error(path: Path, loader: Any) -> InventoryError:
+    """Why no plugin could parse `path`: the error of the plugin its name implies first."""
+    from ansible.inventory.data import InventoryData
+    from ansible.plugins.loader import inventory_loader
+
+    order = ["yaml", "ini"] if path.suffix in _YAML_SUFFIXES else ["ini", "yaml"]
+    errors: list[str] = []
+    for name in order:
+        plugin = inventory_loader.get(name)
+        try:
+            plugin.parse(InventoryData(), loader, str(path.resolve()), cache=False)
+        except Exception as err:  # ansible raises several types; all mean "not parsable"
+            errors.append(first_line(err))
+            continue
+    kinds = " or ".join(n.upper() for n in order[:1])
+    return InventoryError(f"{path}: not a valid {kinds} inventory ({errors[0]})")
+
+
+def _why_no_hosts(path: Path) -> str:
+    if path.is_dir():
+        return "no host in any inventory file there"
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if any(_HOST_LINE_RE.match(line) for line in text.splitlines()):
+        return "no hosts: every host line is commented out"
+    return "no hosts: the inventory defines groups or variables but no host"
+
+
+def _setup_vault(loader: Any, vault: VaultOptions, files: SourceFiles) -> None:
+    from ansible import constants as C
+    from ansible.cli import CLI
+    from ansible.errors import AnsibleError
+
+    if not files.encrypted:
+        return
+    given = vault.password_files or vault.ask or C.DEFAULT_VAULT_PASSWORD_FILE
+    if not given and not C.DEFAULT_VAULT_IDENTITY_LIST:
+        raise InventoryError(
+            f"{files.encrypted[0]}: encrypted with ansible-vault and no vault password was given"
+            " (use --vault-password-file, --ask-vault-pass or ANSIBLE_VAULT_PASSWORD_FILE)"
+        )
+    try:
+        secrets = CLI.setup_vault_secrets(
+            loader,
+            vault_ids=list(C.DEFAULT_VAULT_IDENTITY_LIST),
+            vault_password_files=list(vault.password_files),
+            ask_vault_pass=vault.ask,
+            auto_prompt=False,
+            initialize_context=False,
+        )
+    except AnsibleError as err:
+        raise InventoryError(f"vault password: {first_line(err)}") from None
+    with contextlib.suppress(ImportError):
+        from ansible.parsing.vault import VaultSecretsContext
+
+        # ansible-core 2.19 decrypts !vault values lazily through this process-wide context;
+        # its initialize() refuses a second call, and one process (the tests, the benchmark)
+        # may read several inventories.
+        VaultSecretsContext._current = VaultSecretsContext(secrets)
+
+
+class ResolvedVars(Mapping[str, Any]):
+    """A host's variables with Jinja expressions resolved on access, as Ansible would. An
+    expression that cannot resolve names the host and the variable."""
+
+    def __init__(self, where: str, variables: Mapping[str, Any], templar: Any) -> None:
+        self._where = where
+        self._vars = variables
+        self._templar = templar
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._vars[key]
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            try:
+                return self._templar.template(value)
+            except Exception as err:  # any Jinja or Ansible error means "cannot resolve"
+                raise InventoryError(
+                    f"{self._where}: {key}: cannot resolve {value[:80]!r}: {first_line(err)}"
+                ) from None
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._vars)
+
+    def __len__(self) -> int:
+        return len(self._vars)
+
+
+def read(
+    path: Path, vault: VaultOptions, files: SourceFiles
+) -> tuple[dict[str, list[str]], dict[str, Mapping[str, Any]]]:
+    """Groups (name -> hosts) and each host's variables, parsing the inventory once."""
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
+
+    loader = DataLoader()
+    with _quiet_ansible():
+        _setup_vault(loader, vault, files)
+        try:
+            manager = InventoryManager(loader=loader, sources=[str(path)])
+        except AnsibleError as err:
+            raise InventoryError(f"{path}: {first_line(err)}") from None
+        parsed = str(path) in manager._inventory.processed_sources
+        if path.is_file() and not parsed:
+            raise _parse_error(path, loader)
+        if not manager.get_hosts():
+            raise InventoryError(f"{path}: {_why_no_hosts(path)}")
+        variables = VariableManager(loader=loader, inventory=manager)
+        groups = {
+            name: [str(h) for h in hosts] for name, hosts in manager.get_groups_dict().items()
+        }
+        hostvars: dict[str, Mapping[str, Any]] = {}
+        for host in manager.get_hosts():
+            try:
+                # Through the VariableManager, not Host.vars: when a host and a group share a
+                # name, ansible-core files the host's INI variables under the group.
+                merged = variables.get_vars(host=host, include_hostvars=False)
+            except AnsibleError as err:
+                raise InventoryError(f"{path}: host {host.name}: {first_line(err)}") from None
+            own = {k: v for k, v in merged.items() if k not in _MAGIC_VARIABLES}
+            hostvars[host.name] = ResolvedVars(
+                f"{path}: host {host.name}", own, Templar(loader=loader, variables=merged)
+            )
+    return groups, hostvars
