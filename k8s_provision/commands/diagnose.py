@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from k8s_provision import diagnose, inventory, runbook
+from k8s_provision import diagnose, runbook
+from k8s_provision.commands.options import inventory_options, load_inventory
 from k8s_provision.diagnose import Finding
 from k8s_provision.errors import OperationFailed, UsageError
 
@@ -91,6 +92,7 @@ def _summary(result: diagnose.Diagnosis) -> str:
 
 @click.command("diagnose")
 @click.argument("inventory_path", metavar="INVENTORY", type=click.Path(path_type=Path))
+@inventory_options
 @click.option(
     "-o",
     "--output",
@@ -134,7 +136,7 @@ def command(
     each fix line is `HOST# command` (run on HOST as root) or `$ command` (run here).
     Exit 0 when no finding is an error, 1 otherwise, 2 on usage errors.
     """
-    cluster = inventory.load(inventory_path)
+    cluster = load_inventory(inventory_path)
     if show_runbook:
         if output is not None:
             raise UsageError("--runbook only prints commands; it writes no bundle (drop -o)")

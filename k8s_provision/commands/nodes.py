@@ -8,10 +8,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from k8s_provision import inventory, lifecycle, report, verify
+from k8s_provision import lifecycle, report, verify
 from k8s_provision.commands.options import (
     confirm_or_refuse,
     inventory_argument,
+    inventory_options,
+    load_inventory,
     playbook_options,
     run_options,
 )
@@ -21,6 +23,7 @@ from k8s_provision.progress import PlaybookProgress
 
 @click.command("add-node", short_help="Join new inventory hosts to the running cluster.")
 @inventory_argument
+@inventory_options
 @click.argument("hosts", metavar="HOST...", nargs=-1, required=True)
 @playbook_options
 def add_node(
@@ -39,7 +42,7 @@ def add_node(
     member-add flow and joins as `existing`, one member at a time, keeping quorum. Ends with
     a verify report.
     """
-    cluster = inventory.load(inventory_path)
+    cluster = load_inventory(inventory_path)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = Console(highlight=False, soft_wrap=True)
     with PlaybookProgress(console, [h.name for h in cluster.hosts], "site.yml") as progress:
@@ -63,6 +66,7 @@ def add_node(
     "remove-node", short_help="Take hosts out of the cluster (Kubernetes, etcd) and wipe them."
 )
 @inventory_argument
+@inventory_options
 @click.argument("hosts", metavar="HOST...", nargs=-1, required=True)
 @playbook_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -83,7 +87,7 @@ def remove_node(
     Afterwards delete the hosts from INVENTORY and run `k8s-provision up INVENTORY`, so the
     other hosts' configuration no longer names them.
     """
-    cluster = inventory.load(inventory_path)
+    cluster = load_inventory(inventory_path)
     confirm_or_refuse(f"Remove {', '.join(hosts)} from the cluster and wipe them?", yes)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = Console(highlight=False, soft_wrap=True)

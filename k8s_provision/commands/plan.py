@@ -9,10 +9,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from k8s_provision import inventory, lifecycle
+from k8s_provision import lifecycle
 from k8s_provision.commands.options import (
     inventory_argument,
+    inventory_options,
     limit_option,
+    load_inventory,
     playbook_options,
     run_options,
 )
@@ -20,6 +22,7 @@ from k8s_provision.commands.options import (
 
 @click.command("plan")
 @inventory_argument
+@inventory_options
 @limit_option
 @playbook_options
 @click.option("--json", "as_json", is_flag=True, help='Print {"changes": [...]} only.')
@@ -35,7 +38,7 @@ def command(
     """Show what `up INVENTORY` would change: files (with unified diffs), packages and
     services, per host. Runs site.yml in Ansible's check mode with diffs; nothing on the hosts
     changes. A converged cluster gives an empty plan."""
-    inventory.load(inventory_path)
+    load_inventory(inventory_path)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     changes = lifecycle.plan(inventory_path, run, limit=limit)
     if as_json:

@@ -8,8 +8,14 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from k8s_provision import inventory, lab, provision, report, verify
-from k8s_provision.commands.options import limit_option, playbook_options, run_options
+from k8s_provision import lab, provision, report, verify
+from k8s_provision.commands.options import (
+    inventory_options,
+    limit_option,
+    load_inventory,
+    playbook_options,
+    run_options,
+)
 from k8s_provision.errors import OperationFailed, UsageError
 from k8s_provision.progress import PlaybookProgress
 
@@ -18,6 +24,7 @@ from k8s_provision.progress import PlaybookProgress
 @click.argument(
     "inventory_path", metavar="[INVENTORY]", required=False, type=click.Path(path_type=Path)
 )
+@inventory_options
 @click.option("--lab", "use_lab", is_flag=True, help="Provision the local lab (started if needed).")
 @click.option(
     "--nodes",
@@ -62,7 +69,7 @@ def command(
         inventory_path = lab.up(nodes=nodes, install_deps=install_deps).inventory
     elif inventory_path is None:
         raise UsageError("give an INVENTORY, or --lab for the local lab")
-    cluster = inventory.load(inventory_path)
+    cluster = load_inventory(inventory_path)
     console = Console(highlight=False, soft_wrap=True)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
 

@@ -7,11 +7,12 @@ import contextlib
 import io
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from k8s_provision.errors import InventoryError
+from k8s_provision.inventory.problems import few
 from k8s_provision.inventory.source import SourceFiles
 
 _YAML_SUFFIXES = (".yml", ".yaml", ".json")
@@ -53,7 +54,8 @@ class VaultOptions:
     itself."""
 
     password_files: tuple[str, ...] = ()
-    ask: bool = False
+    # Typed at --ask-vault-pass's prompt; kept out of repr so it never lands in a log.
+    password: str | None = field(default=None, repr=False)
 
 
 def first_line(err: BaseException) -> str:
@@ -66,11 +68,16 @@ def first_line(err: BaseException) -> str:
     where = origin.group(1) or origin.group(2) if origin else None
     cause: BaseException | None = err
     while where is None and cause is not None:
-        # 2.19 keeps the file position on a chained exception's `obj`.
+        # 2.19 keeps the file position on a chained exception's `obj`; older releases keep
+        # the offending data there, which may be a whole vault ciphertext: only a short,
+        # single-line position is shown.
         obj = getattr(cause, "obj", None)
-        where = str(obj) if obj else None
+        text = str(obj) if obj else ""
+        where = text if text and len(text) < 300 and "\n" not in text else None
         cause = cause.__cause__ or cause.__context__
-    return f"{first} (in {where})" if where else first
+    line = f"{first} (in {where})" if where else first
+    # Never echo vault ciphertext or a decrypted secret it came with.
+    return line.split("$ANSIBLE_VAULT", 1)[0].rstrip(" ('\"b")
 
 
 @contextlib.contextmanager
@@ -95,6 +102,7 @@ def _parse_error(path: Path, loader: Any) -> InventoryError:
         except Exception as err:  # ansible raises several types; all mean "not parsable"
             errors.append(first_line(err))
             continue
+        return InventoryError(f"{path}: ansible-core did not accept it as an inventory")
     kinds = " or ".join(n.upper() for n in order[:1])
     return InventoryError(f"{path}: not a valid {kinds} inventory ({errors[0]})")
 
@@ -112,10 +120,11 @@ def _setup_vault(loader: Any, vault: VaultOptions, files: SourceFiles) -> None:
     from ansible import constants as C
     from ansible.cli import CLI
     from ansible.errors import AnsibleError
+    from ansible.parsing.vault import VaultSecret
 
     if not files.encrypted:
         return
-    given = vault.password_files or vault.ask or C.DEFAULT_VAULT_PASSWORD_FILE
+    given = vault.password_files or vault.password or C.DEFAULT_VAULT_PASSWORD_FILE
     if not given and not C.DEFAULT_VAULT_IDENTITY_LIST:
         raise InventoryError(
             f"{files.encrypted[0]}: encrypted with ansible-vault and no vault password was given"
@@ -126,12 +135,15 @@ def _setup_vault(loader: Any, vault: VaultOptions, files: SourceFiles) -> None:
             loader,
             vault_ids=list(C.DEFAULT_VAULT_IDENTITY_LIST),
             vault_password_files=list(vault.password_files),
-            ask_vault_pass=vault.ask,
+            ask_vault_pass=False,
             auto_prompt=False,
             initialize_context=False,
         )
     except AnsibleError as err:
         raise InventoryError(f"vault password: {first_line(err)}") from None
+    if vault.password is not None:
+        secrets.append((C.DEFAULT_VAULT_IDENTITY, VaultSecret(vault.password.encode())))
+        loader.set_vault_secrets(secrets)
     with contextlib.suppress(ImportError):
         from ansible.parsing.vault import VaultSecretsContext
 
@@ -176,6 +188,7 @@ def read(
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar
+    from ansible.utils.path import unfrackpath
     from ansible.vars.manager import VariableManager
 
     loader = DataLoader()
@@ -185,7 +198,10 @@ def read(
             manager = InventoryManager(loader=loader, sources=[str(path)])
         except AnsibleError as err:
             raise InventoryError(f"{path}: {first_line(err)}") from None
-        parsed = str(path) in manager._inventory.processed_sources
+        # ansible-core records each source it parsed (as an absolute, normalised path); no
+        # public API says whether a plugin accepted the file.
+        processed = manager._inventory.processed_sources
+        parsed = unfrackpath(str(path), follow=False) in processed
         if path.is_file() and not parsed:
             raise _parse_error(path, loader)
         if not manager.get_hosts():
@@ -201,6 +217,11 @@ def read(
                 # name, ansible-core files the host's INI variables under the group.
                 merged = variables.get_vars(host=host, include_hostvars=False)
             except AnsibleError as err:
+                if "Decryption failed" in str(err) and files.encrypted:
+                    raise InventoryError(
+                        f"{few([str(f) for f in files.encrypted])}: cannot decrypt with the"
+                        " vault password given"
+                    ) from None
                 raise InventoryError(f"{path}: host {host.name}: {first_line(err)}") from None
             own = {k: v for k, v in merged.items() if k not in _MAGIC_VARIABLES}
             hostvars[host.name] = ResolvedVars(
