@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
@@ -38,6 +39,29 @@ FAMILY_PATHS: dict[str, dict[str, str]] = {
 # The flannel network JSON is written on the first etcd member, the host that stores it in etcd
 # under <flannel_etcd_prefix>/config.
 FLANNEL_NETWORK_PATH = "/etc/k8s-provision/flannel-network.json"
+
+# Every path render can write for a host, whatever the family: an existing OUT/<host> is
+# replaced only when it holds nothing else, so render never deletes what it did not write.
+RENDERED_PATHS = frozenset(
+    [
+        *(p for family in FAMILY_PATHS.values() for k, p in family.items() if k.endswith("_path")),
+        FLANNEL_NETWORK_PATH,
+        *(
+            f"/etc/kubernetes/{name}"
+            for name in (
+                "config",
+                "apiserver",
+                "controller-manager",
+                "scheduler",
+                "kubelet",
+                "proxy",
+            )
+        ),
+    ]
+)
+_RENDERED_DIRS = frozenset(
+    str(parent) for path in RENDERED_PATHS for parent in PurePosixPath(path).parents
+) - {"/"}
 
 
 @dataclass(frozen=True)
@@ -132,16 +156,19 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
     return context
 
 
-def host_context(cluster: Cluster, name: str) -> dict[str, Any]:
+def host_context(
+    cluster: Cluster, name: str, cluster_context: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The `k8s` variable the templates read for host `name`: cluster settings, derived values,
-    the host's own facts and the list of files it receives."""
+    the host's own facts and the list of files it receives. `cluster_context` is the shared
+    part, computed once per cluster when rendering many hosts."""
     host = cluster.host(name)
     options = []
     if host.flannel_iface:
         options.append(f"-iface={host.flannel_iface}")
     if cluster.settings.flannel_extra_options:
         options.append(cluster.settings.flannel_extra_options)
-    context = _cluster_context(cluster)
+    context = dict(cluster_context or _cluster_context(cluster))
     context["host"] = {
         "name": host.name,
         "ip": host.ip,
@@ -174,11 +201,14 @@ def template_environment() -> jinja2.Environment:
 
 
 def render_host(
-    cluster: Cluster, name: str, env: jinja2.Environment | None = None
+    cluster: Cluster,
+    name: str,
+    env: jinja2.Environment | None = None,
+    cluster_context: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """Map each destination path on host `name` to the file's content."""
     env = env or template_environment()
-    context = host_context(cluster, name)
+    context = host_context(cluster, name, cluster_context)
     return {
         f["dest"]: env.get_template(f["template"]).render(k8s=context) for f in context["files"]
     }
@@ -186,16 +216,53 @@ def render_host(
 
 def render_cluster(cluster: Cluster) -> dict[str, dict[str, str]]:
     env = template_environment()
-    return {host.name: render_host(cluster, host.name, env) for host in cluster.hosts}
+    shared = _cluster_context(cluster)
+    return {host.name: render_host(cluster, host.name, env, shared) for host in cluster.hosts}
+
+
+def _written_by_render(host_dir: Path) -> bool:
+    """Whether `host_dir` holds only what render writes (so replacing it loses nothing)."""
+    if host_dir.is_symlink() or not host_dir.is_dir():
+        return False
+    for root, dirs, files in os.walk(host_dir):
+        for name in [*dirs, *files]:
+            entry = Path(root) / name
+            rel = "/" + entry.relative_to(host_dir).as_posix()
+            if entry.is_symlink():
+                return False
+            if entry.is_dir() and rel not in _RENDERED_DIRS:
+                return False
+            if not entry.is_dir() and (rel not in RENDERED_PATHS or not entry.is_file()):
+                return False
+    return True
+
+
+def _check_targets(rendered: dict[str, dict[str, str]], out_dir: Path) -> None:
+    """Every target must resolve inside OUT/<host>; an existing host directory is replaced
+    only when render wrote it."""
+    for host, files in rendered.items():
+        final = out_dir / host
+        if host in ("", ".", "..") or "/" in host or "\0" in host or final.parent != out_dir:
+            raise UsageError(f"host {host!r}: not usable as a directory name under {out_dir}")
+        for dest in files:
+            if not dest.startswith("/") or posixpath.normpath(dest) != dest:
+                raise UsageError(f"host {host}: {dest!r} is not a normalised absolute path")
+        if (final.exists() or final.is_symlink()) and not _written_by_render(final):
+            raise UsageError(
+                f"{final}: exists and holds files render did not write; move it away or choose"
+                " another -o"
+            )
 
 
 def write_rendered(rendered: dict[str, dict[str, str]], out_dir: Path) -> list[Path]:
     """Write OUT/<host>/<absolute path> for every file. Everything is written to a temporary
     directory beside OUT first and moved into place only when complete, so a failure leaves
-    OUT as it was."""
+    OUT as it was. Nothing outside OUT is written, and nothing render did not write is
+    deleted."""
     out_dir = out_dir.resolve()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a directory")
+    _check_targets(rendered, out_dir)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
