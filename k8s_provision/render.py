@@ -269,11 +269,14 @@ def write_rendered(rendered: dict[str, dict[str, str]], out_dir: Path) -> list[P
     except OSError as err:
         raise UsageError(f"{out_dir}: cannot write there: {err.strerror}") from None
     written: list[Path] = []
+    made: set[Path] = set()
     try:
         for host, files in rendered.items():
             for dest, content in files.items():
                 target = staging / host / dest.lstrip("/")
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
                 target.write_text(content, encoding="utf-8")
                 written.append(out_dir / host / dest.lstrip("/"))
         out_dir.mkdir(exist_ok=True)

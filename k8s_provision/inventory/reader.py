@@ -88,6 +88,25 @@ def _quiet_ansible() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _parse_once() -> Iterator[None]:
+    """Two settings that cost time and change nothing for an inventory, for this read only:
+    the `auto` plugin loads every YAML file just to look for a `plugin:` key, then `yaml` loads
+    it again, so `auto` goes after `yaml` and `ini` (a plugin config still reaches it: `yaml`
+    refuses those); and with no facts gathered, injecting facts as variables only costs a
+    plugin directory scan per host."""
+    from ansible import constants as C
+
+    enabled, inject = C.INVENTORY_ENABLED, C.INJECT_FACTS_AS_VARS
+    first = [name for name in enabled if name not in ("auto",)]
+    C.INVENTORY_ENABLED = first + [name for name in enabled if name == "auto"]
+    C.INJECT_FACTS_AS_VARS = False
+    try:
+        yield
+    finally:
+        C.INVENTORY_ENABLED, C.INJECT_FACTS_AS_VARS = enabled, inject
+
+
 def _parse_error(path: Path, loader: Any) -> InventoryError:
     """Why no plugin could parse `path`: the error of the plugin its name implies first."""
     from ansible.inventory.data import InventoryData
@@ -192,7 +211,7 @@ def read(
     from ansible.vars.manager import VariableManager
 
     loader = DataLoader()
-    with _quiet_ansible():
+    with _quiet_ansible(), _parse_once():
         _setup_vault(loader, vault, files)
         try:
             manager = InventoryManager(loader=loader, sources=[str(path)])
