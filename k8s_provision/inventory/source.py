@@ -13,13 +13,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from k8s_provision.errors import InventoryError
 
 # Far above any real inventory (kubespray's whole sample is about 100 KB).
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_FILES = 2000
 MAX_HOSTS_FROM_RANGES = 20000
-MAX_YAML_ALIASES = 200
+# Nodes a YAML document may expand to once its aliases are followed.
+MAX_YAML_NODES = 1_000_000
 
 _VAULT_HEADER = b"$ANSIBLE_VAULT;"
 _RANGE_RE = re.compile(rb"\[([0-9]+|[a-z]):([0-9]+|[a-z])(?::([0-9]+))?\]")
@@ -91,12 +94,40 @@ def _check_file(path: Path, what: str) -> bytes:
         raise InventoryError(
             f"{path}: a host range expands to more than {MAX_HOSTS_FROM_RANGES} hosts"
         )
-    if len(_ALIAS_RE.findall(data)) > MAX_YAML_ALIASES:
+    if b"&" in data and _ALIAS_RE.search(data) and _yaml_nodes(data) > MAX_YAML_NODES:
         raise InventoryError(
-            f"{path}: more than {MAX_YAML_ALIASES} YAML aliases (*name); refused to keep a"
-            " billion-laughs document from exhausting memory"
+            f"{path}: its YAML aliases expand to more than {MAX_YAML_NODES} nodes; refused so a"
+            " billion-laughs document cannot exhaust memory"
         )
     return data
+
+
+def _yaml_nodes(data: bytes) -> int:
+    """How many nodes the document has with every alias expanded, counted on the composed
+    graph (where an alias is one shared node), so the count itself stays cheap. Only files
+    with anchors and aliases get here; text that is not YAML counts as small."""
+    try:
+        root = yaml.compose(data, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return 0
+    except RecursionError:  # nested deeper than Python's stack: as refusable as a bomb
+        return MAX_YAML_NODES + 1
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key not in sizes:
+            sizes[key] = 1  # guards against a recursive alias
+            if isinstance(node, yaml.SequenceNode):
+                sizes[key] = 1 + sum(size(child) for child in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                sizes[key] = 1 + sum(size(k) + size(v) for k, v in node.value)
+        return sizes[key]
+
+    try:
+        return size(root) if root is not None else 0
+    except RecursionError:
+        return MAX_YAML_NODES + 1
 
 
 def check_source(path: Path) -> SourceFiles:
