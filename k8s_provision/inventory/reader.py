@@ -123,7 +123,27 @@ def _parse_error(path: Path, loader: Any) -> InventoryError:
             continue
         return InventoryError(f"{path}: ansible-core did not accept it as an inventory")
     kinds = " or ".join(n.upper() for n in order[:1])
-    return InventoryError(f"{path}: not a valid {kinds} inventory ({errors[0]})")
+    return InventoryError(f"{path}: not a valid {kinds} inventory ({_with_line(path, errors[0])})")
+
+
+_CULPRIT_RES = (re.compile(r'for "([^"]+)" group'), re.compile(r"got: (.+?)(?: \(in |$)"))
+
+
+def _with_line(path: Path, message: str) -> str:
+    """Add FILE:LINE when ansible-core names the culprit (a group, a line's text) but not
+    where it is, as for a YAML structure error or a malformed INI line."""
+    if re.search(r":\d+(:\d+)?\)", message):
+        return message
+    for culprit_re in _CULPRIT_RES:
+        found = culprit_re.search(message)
+        if not found:
+            continue
+        culprit = found.group(1).strip()
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        for number, line in enumerate(lines, 1):
+            if line.strip() == culprit or line.strip().startswith(f"{culprit}:"):
+                return f"{message.split(' (in ', maxsplit=1)[0]} (at {path}:{number})"
+    return message
 
 
 def _why_no_hosts(path: Path) -> str:
