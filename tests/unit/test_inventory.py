@@ -18,7 +18,7 @@ CASES: list[dict[str, Any]] = yaml.safe_load((DATA / "invalid_inventories.yml").
 
 
 def write_case(case: dict[str, Any], where: Path) -> Path:
-    path = where / case["file"]
+    path: Path = where / case["file"]
     if "binary" in case:
         path.write_bytes(base64.b64decode(case["binary"]))
     else:

@@ -32,7 +32,7 @@ def write_case(case: dict[str, Any], where: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         encrypted = rel in vault.get("encrypt", [])
         target.write_text(encrypt(text, vault["password"]) if encrypted else text)
-    return where / case.get("inventory", next(iter(case["files"])))
+    return where / str(case.get("inventory", next(iter(case["files"]))))
 
 
 def field(obj: Any, dotted: str) -> Any:

@@ -21,7 +21,7 @@ def encrypt(text: str, password: str) -> str:
     from ansible.parsing.vault import VaultLib, VaultSecret
 
     vault = VaultLib([("default", VaultSecret(password.encode()))])
-    return vault.encrypt(text).decode()
+    return str(vault.encrypt(text).decode())
 
 
 def write_case(case: dict[str, Any], where: Path) -> tuple[Path, list[str]]:
@@ -65,3 +65,14 @@ def test_hostile_inventory_is_refused_and_writes_nothing(
     for secret in case.get("never", []):
         assert secret not in result.output
     assert snapshot(tmp_path) == before
+
+
+def test_ask_vault_pass_without_a_terminal_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text("[masters]\nm ansible_host=10.0.0.1\n[nodes]\nn ansible_host=10.0.0.2\n")
+    result = CliRunner().invoke(
+        cli, ["render", str(path), "-o", str(tmp_path / "o"), "--ask-vault-pass"]
+    )
+    assert result.exit_code == 2
+    assert "--ask-vault-pass needs a terminal" in result.stderr
+    assert not (tmp_path / "o").exists()
