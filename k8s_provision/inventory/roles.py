@@ -9,11 +9,20 @@ from k8s_provision.inventory.typos import close_match
 from k8s_provision.model import ROLE_ETCD, ROLE_MASTER, ROLE_NODE
 
 # Group names accepted for each role, preferred name first: the classic layout and its
-# singular, kubespray's current names and the older ones (kube-master, kube-node, kube_master)
-# that earlier kubespray and contrib inventories still carry. Hints only ever suggest the first.
+# singular, kubespray's current names, the older ones (kube-master, kube-node, kube_master)
+# that earlier kubespray, kubeasz and contrib inventories still carry, and kubeadm's words
+# (control plane, workers). Hints only ever suggest the first.
 ROLE_GROUPS: dict[str, tuple[str, ...]] = {
-    ROLE_MASTER: ("masters", "master", "kube_control_plane", "kube-master", "kube_master"),
-    ROLE_NODE: ("nodes", "node", "kube_node", "kube-node"),
+    ROLE_MASTER: (
+        "masters",
+        "master",
+        "kube_control_plane",
+        "kube-master",
+        "kube_master",
+        "control_plane",
+        "control-plane",
+    ),
+    ROLE_NODE: ("nodes", "node", "kube_node", "kube-node", "workers", "worker"),
     ROLE_ETCD: ("etcd",),
 }
 
