@@ -78,9 +78,13 @@ def setting_values(
 ) -> dict[str, Any]:
     defaults = variable_spec().cluster
     values: dict[str, Any] = {}
+    users: dict[str, list[Host]] = {}
     for name, kind in settings_field_types().items():
         seen: dict[Any, list[str]] = {}
-        for host in _users(name, hosts, first_etcd) or hosts:
+        prefix = next(p for p, _ in _USERS if name.startswith(p))
+        if prefix not in users:
+            users[prefix] = _users(name, hosts, first_etcd) or list(hosts)
+        for host in users[prefix]:
             raw = hostvars[host.name].get(name, defaults[name])
             try:
                 value = coerce(raw, kind)
