@@ -47,7 +47,8 @@ def load(
 ) -> Cluster:
     """Read and validate the inventory at `path` (an INI or YAML file, or a directory). A likely
     typo of one of our variables goes to `warn`, or is an error with `strict`."""
-    source = Path(path)
+    # ansible-core expands ~ in an inventory path itself (a quoted "~/inv" reaches it as is).
+    source = Path(path).expanduser()
     files = check_source(source)
     groups, hostvars = read(source, vault or VaultOptions(), files)
     try:

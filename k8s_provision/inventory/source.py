@@ -130,6 +130,12 @@ def _yaml_nodes(data: bytes) -> int:
         return MAX_YAML_NODES + 1
 
 
+def _ignored_suffixes() -> tuple[str, ...]:
+    from ansible import constants as C
+
+    return tuple(str(ext) for ext in C.INVENTORY_IGNORE_EXTS)
+
+
 def check_source(path: Path) -> SourceFiles:
     """Refuse what is not an inventory, before ansible-core opens anything."""
     if not path.exists():
@@ -157,9 +163,12 @@ def check_source(path: Path) -> SourceFiles:
         raise InventoryError(
             f"{path}: {_kind(path)}; an inventory must be a regular file or a directory"
         )
+    ignored = _ignored_suffixes()
     for file in files:
         if file.is_symlink() and not file.exists():
             continue
+        if file.name.endswith(ignored) and file.is_file():
+            continue  # ansible-core never reads it (a README.md, a .bak)
         data = _check_file(file, "every file of an inventory")
         if data.startswith(_VAULT_HEADER) or b"!vault" in data:
             encrypted.append(file)
