@@ -285,3 +285,41 @@ def test_the_password_stays_out_of_repr(tmp_path: Path) -> None:
     host = inventory.load(path).host("m")
     assert host.connection.password == "hunter2"
     assert "hunter2" not in repr(host)
+
+
+def test_a_duplicate_address_shared_by_hundreds_stays_one_short_line(tmp_path: Path) -> None:
+    nodes = "".join(f"n{i} ansible_host=10.0.1.1\n" for i in range(300))
+    path = tmp_path / "inv.ini"
+    path.write_text(f"[masters]\nm ansible_host=10.0.0.1\n[nodes]\n{nodes}[etcd]\nm\n")
+    with pytest.raises(InventoryError) as caught:
+        inventory.load(path)
+    duplicate = [line for line in caught.value.details if "duplicate address" in line]
+    assert len(duplicate) == 1
+    assert "and 295 more" in duplicate[0]
+    assert all(len(line) < 300 for line in caught.value.details)
+
+
+def test_even_default_etcd_suggests_an_etcd_group(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text("[masters]\nm ansible_host=10.0.0.1\n[nodes]\nn ansible_host=10.0.0.2\n")
+    with pytest.raises(InventoryError, match=r"add an \[etcd\] group"):
+        inventory.load(path)
+
+
+def test_an_undefined_jinja_variable_names_file_host_and_variable(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text(
+        "[masters]\nm ansible_host=10.0.0.1\n[nodes]\nn1 ansible_host=10.0.0.2\n"
+        "n2 ansible_host=10.0.0.3\n[all:vars]\nkube_node_name={{ nowhere }}\n"
+    )
+    with pytest.raises(InventoryError) as caught:
+        inventory.load(path)
+    assert f"{path}: host m: kube_node_name:" in caught.value.message
+    assert "nowhere" in caught.value.message
+
+
+def test_a_yaml_structure_error_gives_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text("all:\n  children:\n    masters:\n      hosts: [m]\n")
+    with pytest.raises(InventoryError, match=r"inv\.yml:3\)"):
+        inventory.load(path)
