@@ -64,9 +64,18 @@ def option_variables() -> dict[str, tuple[str, ...]]:
 
 @functools.cache
 def connection_variable_names() -> tuple[str, ...]:
-    """Every variable that sets a connection setting, and the become password."""
+    """Every variable Ansible's ssh connection, sudo become and play context read: real
+    Ansible variables, never typos of ours."""
+    from ansible import constants as C
+
+    option_variables()  # registers the plugins' definitions
     found = [name for names in option_variables().values() for name in names]
-    return tuple(dict.fromkeys([*found, "ansible_become_password", "ansible_become_pass"]))
+    for kind, plugin in (("connection", "ssh"), ("become", "sudo")):
+        for definition in C.config.get_configuration_definitions(kind, plugin).values():
+            found += [str(entry["name"]) for entry in definition.get("vars", [])]
+    for names in C.MAGIC_VARIABLE_MAPPING.values():
+        found += [str(name) for name in names]
+    return tuple(dict.fromkeys(n for n in found if _VARIABLE_RE.match(n)))
 
 
 def resolve(vars_: Mapping[str, Any]) -> dict[str, Any]:
