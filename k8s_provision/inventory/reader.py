@@ -17,9 +17,7 @@ from k8s_provision.inventory.source import SourceFiles
 
 _YAML_SUFFIXES = (".yml", ".yaml", ".json")
 _ORIGIN_RE = re.compile(r"^Origin: (\S+)|appears to be in '([^']+)'", re.MULTILINE)
-_HOST_LINE_RE = re.compile(
-    r"^\s*[#;]\s*[A-Za-z0-9][A-Za-z0-9._\[\]:-]*(\s+\w+=\S*)*\s*(#.*)?$"
-)
+_HOST_LINE_RE = re.compile(r"^\s*[#;]\s*[A-Za-z0-9][A-Za-z0-9._\[\]:-]*(\s+\w+=\S*)*\s*(#.*)?$")
 
 
 # Variables ansible-core adds to every host itself; they are not the inventory's.
