@@ -221,19 +221,20 @@ def render_cluster(cluster: Cluster) -> dict[str, dict[str, str]]:
 
 
 def _written_by_render(host_dir: Path) -> bool:
-    """Whether `host_dir` holds only what render writes (so replacing it loses nothing)."""
+    """Whether `host_dir` holds only what render writes (so replacing it loses nothing).
+    scandir's entries carry their type, so checking 1000 host directories costs no stat."""
     if host_dir.is_symlink() or not host_dir.is_dir():
         return False
-    for root, dirs, files in os.walk(host_dir):
-        for name in [*dirs, *files]:
-            entry = Path(root) / name
-            rel = "/" + entry.relative_to(host_dir).as_posix()
-            if entry.is_symlink():
-                return False
-            if entry.is_dir() and rel not in _RENDERED_DIRS:
-                return False
-            if not entry.is_dir() and (rel not in RENDERED_PATHS or not entry.is_file()):
-                return False
+    pending = [(host_dir, "")]
+    while pending:
+        directory, rel = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                path = f"{rel}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False) and path in _RENDERED_DIRS:
+                    pending.append((Path(entry.path), path))
+                elif not (entry.is_file(follow_symlinks=False) and path in RENDERED_PATHS):
+                    return False
     return True
 
 
@@ -277,7 +278,8 @@ def write_rendered(rendered: dict[str, dict[str, str]], out_dir: Path) -> list[P
                 if target.parent not in made:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     made.add(target.parent)
-                target.write_text(content, encoding="utf-8")
+                with target.open("wb") as handle:
+                    handle.write(content.encode("utf-8"))
                 written.append(out_dir / host / dest.lstrip("/"))
         out_dir.mkdir(exist_ok=True)
         for host in rendered:
