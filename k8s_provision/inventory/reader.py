@@ -4,6 +4,7 @@ DataLoader and vault, so what ansible-inventory accepts is accepted with the sam
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import re
 from collections.abc import Iterator, Mapping
@@ -170,13 +171,20 @@ def _setup_vault(loader: Any, vault: VaultOptions, files: SourceFiles) -> None:
             " (use --vault-password-file, --ask-vault-pass or ANSIBLE_VAULT_PASSWORD_FILE)"
         )
     try:
+        # 2.19 installs the secrets process-wide unless told not to (done below, repeatably);
+        # 2.16 to 2.18 have no such parameter.
+        extra = (
+            {"initialize_context": False}
+            if "initialize_context" in inspect.signature(CLI.setup_vault_secrets).parameters
+            else {}
+        )
         secrets = CLI.setup_vault_secrets(
             loader,
             vault_ids=list(C.DEFAULT_VAULT_IDENTITY_LIST),
             vault_password_files=list(vault.password_files),
             ask_vault_pass=False,
             auto_prompt=False,
-            initialize_context=False,
+            **extra,
         )
     except AnsibleError as err:
         raise InventoryError(f"vault password: {first_line(err)}") from None
