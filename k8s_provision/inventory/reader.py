@@ -149,7 +149,17 @@ def _with_line(path: Path, message: str) -> str:
 
 def _why_no_hosts(path: Path) -> str:
     if path.is_dir():
-        return "no host in any inventory file there"
+        from ansible import constants as C
+
+        ignored_exts = tuple(str(ext) for ext in C.INVENTORY_IGNORE_EXTS)
+        ignored = sorted(p.name for p in path.iterdir() if p.name.endswith(ignored_exts))
+        why = (
+            f" (this ansible-core skips files ending in {', '.join(ignored_exts)} inside an"
+            f" inventory directory: {few(ignored)})"
+            if ignored
+            else ""
+        )
+        return f"no host in any inventory file there{why}"
     text = path.read_text(encoding="utf-8", errors="replace")
     if any(_HOST_LINE_RE.match(line) for line in text.splitlines()):
         return "no hosts: every host line is commented out"
