@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,12 @@ class Host:
     kube_node_name: str
     flannel_iface: str
     connection: ConnectionSettings
+    # kubespray's etcd_member_name when set, else the inventory name.
+    etcd_member_name: str = ""
+
+    @property
+    def etcd_name(self) -> str:
+        return self.etcd_member_name or self.name
 
     @property
     def is_master(self) -> bool:
@@ -83,14 +89,26 @@ class Host:
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """How SSH reaches the host, from the inventory's connection variables."""
+    """How SSH reaches the host, from the inventory's connection variables, legacy names
+    (ansible_ssh_user, ansible_ssh_port, ansible_ssh_pass, ...) resolved as Ansible resolves
+    them. None means the inventory does not set it (ssh_config or Ansible's default applies).
+    The address itself is `Host.address`."""
 
     user: str | None = None
     port: int | None = None
+    # A secret: kept out of repr so it never lands in a log or a traceback.
+    password: str | None = field(default=None, repr=False)
     private_key_file: str | None = None
     ssh_common_args: str | None = None
     ssh_extra_args: str | None = None
+    ssh_args: str | None = None
+    host_key_checking: bool | None = None
+    timeout: int | None = None
+    control_path_dir: str | None = None
+    # ansible_connection: ssh, paramiko, local, ...
+    connection_type: str | None = None
     become: bool = False
+    become_method: str | None = None
     become_user: str | None = None
     python_interpreter: str | None = None
     # The bastion (kubespray's `bastion` group) this host is reached through, when the host
@@ -108,11 +126,13 @@ class Cluster:
     settings: Settings
     bastion: Host | None = None
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Host]:
+        # A dict, so looking every host up (render, 1000 hosts) stays linear overall.
+        return {host.name: host for host in self.hosts}
+
     def host(self, name: str) -> Host:
-        for host in self.hosts:
-            if host.name == name:
-                return host
-        raise KeyError(name)
+        return self._by_name[name]
 
     @property
     def master(self) -> Host:

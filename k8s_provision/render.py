@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
@@ -38,6 +39,29 @@ FAMILY_PATHS: dict[str, dict[str, str]] = {
 # The flannel network JSON is written on the first etcd member, the host that stores it in etcd
 # under <flannel_etcd_prefix>/config.
 FLANNEL_NETWORK_PATH = "/etc/k8s-provision/flannel-network.json"
+
+# Every path render can write for a host, whatever the family: an existing OUT/<host> is
+# replaced only when it holds nothing else, so render never deletes what it did not write.
+RENDERED_PATHS = frozenset(
+    [
+        *(p for family in FAMILY_PATHS.values() for k, p in family.items() if k.endswith("_path")),
+        FLANNEL_NETWORK_PATH,
+        *(
+            f"/etc/kubernetes/{name}"
+            for name in (
+                "config",
+                "apiserver",
+                "controller-manager",
+                "scheduler",
+                "kubelet",
+                "proxy",
+            )
+        ),
+    ]
+)
+_RENDERED_DIRS = frozenset(
+    str(parent) for path in RENDERED_PATHS for parent in PurePosixPath(path).parents
+) - {"/"}
 
 
 @dataclass(frozen=True)
@@ -108,6 +132,7 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
         etcd_members=[
             {
                 "name": h.name,
+                "member_name": h.etcd_name,
                 "ip": h.ip,
                 "client_url": f"http://{h.ip}:{s.etcd_client_port}",
                 "peer_url": f"http://{h.ip}:{s.etcd_peer_port}",
@@ -115,7 +140,7 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
             for h in members
         ],
         etcd_initial_cluster=",".join(
-            f"{h.name}=http://{h.ip}:{s.etcd_peer_port}" for h in members
+            f"{h.etcd_name}=http://{h.ip}:{s.etcd_peer_port}" for h in members
         ),
         etcd_endpoints=",".join(f"http://{h.ip}:{s.etcd_client_port}" for h in members),
         etcd_first_member=cluster.etcd[0],
@@ -131,20 +156,24 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
     return context
 
 
-def host_context(cluster: Cluster, name: str) -> dict[str, Any]:
+def host_context(
+    cluster: Cluster, name: str, cluster_context: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The `k8s` variable the templates read for host `name`: cluster settings, derived values,
-    the host's own facts and the list of files it receives."""
+    the host's own facts and the list of files it receives. `cluster_context` is the shared
+    part, computed once per cluster when rendering many hosts."""
     host = cluster.host(name)
     options = []
     if host.flannel_iface:
         options.append(f"-iface={host.flannel_iface}")
     if cluster.settings.flannel_extra_options:
         options.append(cluster.settings.flannel_extra_options)
-    context = _cluster_context(cluster)
+    context = dict(cluster_context or _cluster_context(cluster))
     context["host"] = {
         "name": host.name,
         "ip": host.ip,
         "kube_node_name": host.kube_node_name,
+        "etcd_name": host.etcd_name,
         "flannel_iface": host.flannel_iface,
         "flannel_options": " ".join(options),
         "is_master": host.is_master,
@@ -172,11 +201,14 @@ def template_environment() -> jinja2.Environment:
 
 
 def render_host(
-    cluster: Cluster, name: str, env: jinja2.Environment | None = None
+    cluster: Cluster,
+    name: str,
+    env: jinja2.Environment | None = None,
+    cluster_context: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """Map each destination path on host `name` to the file's content."""
     env = env or template_environment()
-    context = host_context(cluster, name)
+    context = host_context(cluster, name, cluster_context)
     return {
         f["dest"]: env.get_template(f["template"]).render(k8s=context) for f in context["files"]
     }
@@ -184,28 +216,70 @@ def render_host(
 
 def render_cluster(cluster: Cluster) -> dict[str, dict[str, str]]:
     env = template_environment()
-    return {host.name: render_host(cluster, host.name, env) for host in cluster.hosts}
+    shared = _cluster_context(cluster)
+    return {host.name: render_host(cluster, host.name, env, shared) for host in cluster.hosts}
+
+
+def _written_by_render(host_dir: Path) -> bool:
+    """Whether `host_dir` holds only what render writes (so replacing it loses nothing).
+    scandir's entries carry their type, so checking 1000 host directories costs no stat."""
+    if host_dir.is_symlink() or not host_dir.is_dir():
+        return False
+    pending = [(host_dir, "")]
+    while pending:
+        directory, rel = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                path = f"{rel}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False) and path in _RENDERED_DIRS:
+                    pending.append((Path(entry.path), path))
+                elif not (entry.is_file(follow_symlinks=False) and path in RENDERED_PATHS):
+                    return False
+    return True
+
+
+def _check_targets(rendered: dict[str, dict[str, str]], out_dir: Path) -> None:
+    """Every target must resolve inside OUT/<host>; an existing host directory is replaced
+    only when render wrote it."""
+    for host, files in rendered.items():
+        final = out_dir / host
+        if host in ("", ".", "..") or "/" in host or "\0" in host or final.parent != out_dir:
+            raise UsageError(f"host {host!r}: not usable as a directory name under {out_dir}")
+        for dest in files:
+            if not dest.startswith("/") or posixpath.normpath(dest) != dest:
+                raise UsageError(f"host {host}: {dest!r} is not a normalised absolute path")
+        if (final.exists() or final.is_symlink()) and not _written_by_render(final):
+            raise UsageError(
+                f"{final}: exists and holds files render did not write; move it away or choose"
+                " another -o"
+            )
 
 
 def write_rendered(rendered: dict[str, dict[str, str]], out_dir: Path) -> list[Path]:
     """Write OUT/<host>/<absolute path> for every file. Everything is written to a temporary
     directory beside OUT first and moved into place only when complete, so a failure leaves
-    OUT as it was."""
+    OUT as it was. Nothing outside OUT is written, and nothing render did not write is
+    deleted."""
     out_dir = out_dir.resolve()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a directory")
+    _check_targets(rendered, out_dir)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     except OSError as err:
         raise UsageError(f"{out_dir}: cannot write there: {err.strerror}") from None
     written: list[Path] = []
+    made: set[Path] = set()
     try:
         for host, files in rendered.items():
             for dest, content in files.items():
                 target = staging / host / dest.lstrip("/")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content, encoding="utf-8")
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
+                with target.open("wb") as handle:
+                    handle.write(content.encode("utf-8"))
                 written.append(out_dir / host / dest.lstrip("/"))
         out_dir.mkdir(exist_ok=True)
         for host in rendered:

@@ -14,7 +14,8 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.text import Text
 
-from k8s_provision import diagnose, inventory, runbook
+from k8s_provision import diagnose, runbook
+from k8s_provision.commands.options import inventory_options, load_inventory
 from k8s_provision.diagnose import Finding
 from k8s_provision.errors import OperationFailed, UsageError
 
@@ -97,6 +98,7 @@ def _summary(result: diagnose.Diagnosis) -> str:
 
 @click.command("diagnose")
 @click.argument("inventory_path", metavar="INVENTORY", type=click.Path(path_type=Path))
+@inventory_options
 @click.option(
     "-o",
     "--output",
@@ -140,7 +142,7 @@ def command(
     each fix line is `HOST# command` (run on HOST as root) or `$ command` (run here).
     Exit 0 when no finding is an error, 1 otherwise, 2 on usage errors.
     """
-    cluster = inventory.load(inventory_path)
+    cluster = load_inventory(inventory_path)
     if show_runbook:
         if output is not None:
             raise UsageError("--runbook only prints commands; it writes no bundle (drop -o)")

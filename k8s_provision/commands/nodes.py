@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from k8s_provision import inventory
 from k8s_provision.commands.options import (
     confirm_or_refuse,
     inventory_argument,
+    inventory_options,
+    load_inventory,
     phase_context,
     playbook_options,
     run_options,
@@ -20,6 +21,7 @@ from k8s_provision.progress import operator_console
 
 @click.command("add-node", short_help="Join new inventory hosts to the running cluster.")
 @inventory_argument
+@inventory_options
 @click.argument("hosts", metavar="HOST...", nargs=-1, required=True)
 @playbook_options
 def add_node(
@@ -41,7 +43,7 @@ def add_node(
     A member a failed add-node added but never started is completed. Ends with a verify
     report.
     """
-    cluster = inventory.load(inventory_path)
+    cluster = load_inventory(inventory_path)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console()
     with phase_context(
@@ -59,6 +61,7 @@ def add_node(
     "remove-node", short_help="Take hosts out of the cluster (Kubernetes, etcd) and wipe them."
 )
 @inventory_argument
+@inventory_options
 @click.argument("hosts", metavar="HOST...", nargs=-1, required=True)
 @playbook_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -92,7 +95,7 @@ def remove_node(
     Afterwards delete the hosts from INVENTORY and run `k8s-provision up INVENTORY`, so the
     other hosts' configuration no longer names them.
     """
-    cluster = inventory.load(inventory_path)
+    cluster = load_inventory(inventory_path)
     confirm_or_refuse(f"Remove {', '.join(hosts)} from the cluster and wipe them?", yes)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console()

@@ -1,4 +1,4 @@
-"""Options shared by the verbs that run playbooks."""
+"""Options shared by the verbs: the inventory and how to read it, and running playbooks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from k8s_provision import ssh
+from k8s_provision import inventory, ssh
 from k8s_provision.errors import UsageError
 from k8s_provision.model import Cluster
 from k8s_provision.phases.manager import Context
@@ -25,6 +25,71 @@ F = TypeVar("F", bound=Callable[..., Any])
 def inventory_argument(func: F) -> F:
     return click.argument("inventory_path", metavar="INVENTORY", type=click.Path(path_type=Path))(
         func
+    )
+
+
+_READ_OPTIONS = "k8s_provision.inventory_read_options"
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    ctx.meta.setdefault(_READ_OPTIONS, {})[param.name] = value
+
+
+def inventory_options(func: F) -> F:
+    """--vault-password-file, --ask-vault-pass and --strict, for every verb that reads an
+    inventory; `load_inventory` applies them. ANSIBLE_VAULT_PASSWORD_FILE and ansible.cfg's
+    vault_password_file work too, read by ansible-core itself."""
+    options = [
+        click.option(
+            "--vault-password-file",
+            "vault_password_files",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            expose_value=False,
+            callback=_remember,
+            help="File holding the ansible-vault password (or an executable printing it).",
+        ),
+        click.option(
+            "--ask-vault-pass",
+            "ask_vault_pass",
+            is_flag=True,
+            expose_value=False,
+            callback=_remember,
+            help="Prompt for the ansible-vault password.",
+        ),
+        click.option(
+            "--strict",
+            "strict",
+            is_flag=True,
+            expose_value=False,
+            callback=_remember,
+            help="Treat a likely typo of a k8s-provision variable as an error, not a warning.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def load_inventory(path: Path) -> Cluster:
+    """`inventory.load` with the options `inventory_options` collected; warnings on stderr."""
+    given = click.get_current_context().meta.get(_READ_OPTIONS, {})
+    password = None
+    if given.get("ask_vault_pass"):
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "--ask-vault-pass needs a terminal; use --vault-password-file or"
+                " ANSIBLE_VAULT_PASSWORD_FILE instead"
+            )
+        password = str(click.prompt("Vault password", hide_input=True))
+    vault = inventory.VaultOptions(
+        password_files=tuple(given.get("vault_password_files", ())), password=password
+    )
+    return inventory.load(
+        path,
+        vault=vault,
+        strict=bool(given.get("strict")),
+        warn=lambda line: click.echo(f"warning: {line}", err=True),
     )
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from k8s_provision import inventory
 from k8s_provision.commands.options import (
     inventory_argument,
+    inventory_options,
     limit_option,
+    load_inventory,
     phase_context,
     playbook_options,
     run_options,
@@ -23,6 +24,7 @@ from k8s_provision.progress import operator_console
 
 @click.command("plan")
 @inventory_argument
+@inventory_options
 @limit_option
 @playbook_options
 @click.option("--json", "as_json", is_flag=True, help='Print {"changes": [...]} only.')
@@ -39,7 +41,7 @@ def command(
     """Show what `up INVENTORY` would change: files (with unified diffs), packages and
     services, per host. Runs site.yml in Ansible's check mode with diffs; nothing on the hosts
     changes. A converged cluster gives an empty plan."""
-    cluster = inventory.load(inventory_path)
+    cluster = load_inventory(inventory_path)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console(stderr=as_json)
     with phase_context(

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import click
 
-from k8s_provision import inventory, render
+from k8s_provision import render
+from k8s_provision.commands.options import inventory_options, load_inventory
 
 
 @click.command("render")
 @click.argument("inventory_path", metavar="INVENTORY", type=click.Path(path_type=Path))
+@inventory_options
 @click.option(
     "-o",
     "--output",
@@ -30,7 +32,7 @@ def command(inventory_path: Path, output: Path) -> None:
     directories already in OUTPUT are replaced whole; nothing is written when the inventory is
     invalid.
     """
-    cluster = inventory.load(inventory_path)
+    cluster = load_inventory(inventory_path)
     written = render.write_rendered(render.render_cluster(cluster), output)
     hosts = len(cluster.hosts)
     click.echo(f"rendered {len(written)} files for {hosts} hosts into {output}/")

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
-from k8s_provision import inventory
 from k8s_provision.commands.options import (
     confirm_or_refuse,
     inventory_argument,
+    inventory_options,
     limit_option,
+    load_inventory,
     phase_context,
     playbook_options,
     run_options,
@@ -21,6 +22,7 @@ from k8s_provision.progress import operator_console
 
 @click.command("reset")
 @inventory_argument
+@inventory_options
 @limit_option
 @playbook_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -38,7 +40,7 @@ def command(
     data and the flannel/docker network state on every host of INVENTORY (runs reset.yml).
     The cluster's data is gone afterwards. Asks first; without a terminal it refuses unless
     --yes is given."""
-    cluster = inventory.load(inventory_path)
+    cluster = load_inventory(inventory_path)
     names = [h.name for h in cluster.hosts]
     confirm_or_refuse(
         f"Reset {len(names)} hosts ({', '.join(names)}) and delete the etcd data?", yes

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import click
 
-from k8s_provision import inventory, lab
+from k8s_provision import lab
 from k8s_provision.commands.options import (
+    inventory_options,
     limit_option,
+    load_inventory,
     phase_context,
     playbook_options,
     run_options,
@@ -23,6 +25,7 @@ from k8s_provision.progress import operator_console
 @click.argument(
     "inventory_path", metavar="[INVENTORY]", required=False, type=click.Path(path_type=Path)
 )
+@inventory_options
 @click.option("--lab", "use_lab", is_flag=True, help="Provision the local lab (started if needed).")
 @click.option(
     "--nodes",
@@ -69,7 +72,7 @@ def command(
         inventory_path = lab.up(nodes=nodes, install_deps=install_deps).inventory
     elif inventory_path is None:
         raise UsageError("give an INVENTORY, or --lab for the local lab")
-    cluster = inventory.load(inventory_path)
+    cluster = load_inventory(inventory_path)
     console = operator_console()
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     with phase_context(

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
-from k8s_provision import inventory, report, verify
+from k8s_provision import report, verify
+from k8s_provision.commands.options import inventory_options, load_inventory
 from k8s_provision.errors import OperationFailed
 
 
 @click.command("verify")
 @click.argument("inventory_path", metavar="INVENTORY", type=click.Path(path_type=Path))
+@inventory_options
 @click.option(
     "--json",
     "as_json",
@@ -30,7 +32,7 @@ def command(inventory_path: Path, as_json: bool) -> None:
     An unreachable host gets a single failed `ssh` check and no others.
     Exit 0 when no check failed, 1 otherwise.
     """
-    cluster = inventory.load(inventory_path)
+    cluster = load_inventory(inventory_path)
     result = verify.verify(cluster)
     report.print_report(result, as_json=as_json, what="verify")
     if not result.ok:

@@ -43,7 +43,8 @@ def test_render_writes_files(repo: Path, tmp_path: Path) -> None:
 def test_render_rejects_malformed_inventory(case: dict[str, Any], tmp_path: Path) -> None:
     path = write_case(case, tmp_path)
     out = tmp_path / "out"
-    result = run("render", str(path), "-o", str(out))
+    strict = ["--strict"] if case.get("strict") else []
+    result = run("render", str(path), "-o", str(out), *strict)
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     for expected in case["expect"]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 import yaml
 
 from k8s_provision import facts, inventory, preflight
+from k8s_provision.inventory import reader
+from k8s_provision.inventory.source import check_source
 from k8s_provision.model import Cluster, variable_spec
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -56,19 +59,13 @@ def test_reference_cluster_facts(cluster: Cluster) -> None:
 def test_vxlan_and_host_gw_ports(cluster: Cluster) -> None:
     node1 = cluster.host("node1")
     for backend, port in (("vxlan", ["8472/udp"]), ("host-gw", [])):
-        settings = cluster.settings.__class__(
-            **{**cluster.settings.__dict__, "flannel_backend": backend}
-        )
-        other = cluster.__class__(**{**cluster.__dict__, "settings": settings})
+        other = replace(cluster, settings=replace(cluster.settings, flannel_backend=backend))
         assert facts.open_ports(other, node1) == ["2379/tcp", "2380/tcp", "10250/tcp", *port]
 
 
 def test_api_local_url_follows_the_bind_address(cluster: Cluster) -> None:
     assert facts.api_local_url(cluster) == "http://127.0.0.1:8080"  # binds 0.0.0.0
-    settings = cluster.settings.__class__(
-        **{**cluster.settings.__dict__, "kube_api_address": "192.168.10.1"}
-    )
-    bound = cluster.__class__(**{**cluster.__dict__, "settings": settings})
+    bound = replace(cluster, settings=replace(cluster.settings, kube_api_address="192.168.10.1"))
     assert facts.api_local_url(bound) == "http://192.168.10.1:8080"
 
 
@@ -85,7 +82,7 @@ def test_the_lookup_hands_the_facts_to_the_roles(cluster: Cluster) -> None:
     assert spec is not None and spec.loader is not None
     plugin = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(plugin)
-    groups, hostvars = inventory._read_with_ansible(REFERENCE)
+    groups, hostvars = reader.read(REFERENCE, reader.VaultOptions(), check_source(REFERENCE))
     variables = {"groups": groups, "hostvars": hostvars, "inventory_hostname": "node1"}
     (context,) = plugin.LookupModule().run([], variables=variables)
     assert context["facts"] == facts.context(cluster, cluster.host("node1"))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import yaml
 
 from k8s_provision import inventory
 from k8s_provision.errors import InventoryError
+from k8s_provision.inventory import connection, source, typos
 from k8s_provision.model import ROLE_ETCD, ROLE_MASTER, ROLE_NODE
 
 DATA = Path(__file__).parent / "data"
@@ -16,7 +18,7 @@ CASES: list[dict[str, Any]] = yaml.safe_load((DATA / "invalid_inventories.yml").
 
 
 def write_case(case: dict[str, Any], where: Path) -> Path:
-    path = where / case["file"]
+    path: Path = where / case["file"]
     if "binary" in case:
         path.write_bytes(base64.b64decode(case["binary"]))
     else:
@@ -41,7 +43,7 @@ def test_malformed_inventory_is_rejected_with_the_culprit(
 ) -> None:
     path = write_case(case, tmp_path)
     with pytest.raises(InventoryError) as caught:
-        inventory.load(path)
+        inventory.load(path, strict=case.get("strict", False))
     text = error_text(caught.value)
     assert caught.value.exit_code == 2
     for expected in case["expect"]:
@@ -199,4 +201,125 @@ def test_two_bastions_are_refused(tmp_path: Path) -> None:
         "n2 ansible_host=10.0.0.3\n"
     )
     with pytest.raises(InventoryError, match="bastion"):
+        inventory.load(path)
+
+
+def test_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "inv.ini"
+    os.mkfifo(fifo)
+    with pytest.raises(InventoryError, match="a FIFO"):
+        inventory.load(fifo)
+
+
+def test_a_fifo_in_group_vars_is_refused_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text("[masters]\nm ansible_host=10.0.0.1\n[nodes]\nn ansible_host=10.0.0.2\n")
+    (tmp_path / "group_vars").mkdir()
+    os.mkfifo(tmp_path / "group_vars" / "all.yml")
+    with pytest.raises(InventoryError, match=r"all\.yml: a FIFO"):
+        inventory.load(path)
+
+
+def test_a_device_is_refused_at_once() -> None:
+    with pytest.raises(InventoryError, match="a device"):
+        inventory.load("/dev/zero")
+
+
+def test_a_file_over_the_size_cap_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    with path.open("wb") as handle:
+        handle.truncate(source.MAX_FILE_BYTES + 1)
+    with pytest.raises(InventoryError, match="bytes"):
+        inventory.load(path)
+
+
+def test_group_typo_hints_name_the_preferred_spelling(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text("[kube-mastr]\nm ansible_host=10.0.0.1\n[nodes]\nn ansible_host=10.0.0.2\n")
+    with pytest.raises(InventoryError) as caught:
+        inventory.load(path)
+    assert "looks like a typo of 'masters'" in error_text(caught.value)
+
+
+def test_kubespray_variables_are_never_typos() -> None:
+    names: list[str] = []
+    for path in sorted((DATA / "kubespray").rglob("*.yml")):
+        names += yaml.safe_load(path.read_text())
+    assert len(names) > 300
+    assert [n for n in names if typos.suggestion(n)] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("flannel-network", "flannel_network"),
+        ("Kube_Api_Port", "kube_api_port"),
+        ("kube_api_prot", "kube_api_port"),
+        ("etcd_data_dirs", "etcd_data_dir"),
+        ("ansible_ssh_usr", "ansible_ssh_user"),
+        ("kube_apiserver_port", None),
+        ("kube_pods_subnet", None),
+        ("etcd_member_names", None),
+        ("kube_network_node_prefix", None),
+        ("flannel_interface", None),
+        ("etcd_peer_ports", None),
+    ],
+)
+def test_typo_suggestions(name: str, expected: str | None) -> None:
+    assert typos.suggestion(name) == expected
+
+
+def test_connection_variables_come_from_ansible_core() -> None:
+    names = connection.option_variables()
+    assert names["address"][:2] == ("ansible_host", "ansible_ssh_host")
+    assert "ansible_ssh_user" in names["user"]
+    assert "ansible_ssh_pass" in names["password"]
+
+
+def test_the_password_stays_out_of_repr(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text(
+        "[masters]\nm ansible_host=10.0.0.1 ansible_ssh_pass=hunter2\n[nodes]\n"
+        "n1 ansible_host=10.0.0.2\nn2 ansible_host=10.0.0.3\n"
+    )
+    host = inventory.load(path).host("m")
+    assert host.connection.password == "hunter2"
+    assert "hunter2" not in repr(host)
+
+
+def test_a_duplicate_address_shared_by_hundreds_stays_one_short_line(tmp_path: Path) -> None:
+    nodes = "".join(f"n{i} ansible_host=10.0.1.1\n" for i in range(300))
+    path = tmp_path / "inv.ini"
+    path.write_text(f"[masters]\nm ansible_host=10.0.0.1\n[nodes]\n{nodes}[etcd]\nm\n")
+    with pytest.raises(InventoryError) as caught:
+        inventory.load(path)
+    duplicate = [line for line in caught.value.details if "duplicate address" in line]
+    assert len(duplicate) == 1
+    assert "and 295 more" in duplicate[0]
+    assert all(len(line) < 300 for line in caught.value.details)
+
+
+def test_even_default_etcd_suggests_an_etcd_group(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text("[masters]\nm ansible_host=10.0.0.1\n[nodes]\nn ansible_host=10.0.0.2\n")
+    with pytest.raises(InventoryError, match=r"add an \[etcd\] group"):
+        inventory.load(path)
+
+
+def test_an_undefined_jinja_variable_names_file_host_and_variable(tmp_path: Path) -> None:
+    path = tmp_path / "inv.ini"
+    path.write_text(
+        "[masters]\nm ansible_host=10.0.0.1\n[nodes]\nn1 ansible_host=10.0.0.2\n"
+        "n2 ansible_host=10.0.0.3\n[all:vars]\nkube_node_name={{ nowhere }}\n"
+    )
+    with pytest.raises(InventoryError) as caught:
+        inventory.load(path)
+    assert f"{path}: host m: kube_node_name:" in caught.value.message
+    assert "nowhere" in caught.value.message
+
+
+def test_a_yaml_structure_error_gives_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text("all:\n  children:\n    masters:\n      hosts: [m]\n")
+    with pytest.raises(InventoryError, match=r"inv\.yml:3\)"):
         inventory.load(path)

@@ -66,9 +66,11 @@ def test_debian_family_paths_and_dedicated_etcd(tmp_path: Path) -> None:
 def test_write_is_atomic_and_replaces_host_dirs(repo: Path, tmp_path: Path) -> None:
     cluster = inventory.load(repo / "inventories" / "reference.ini")
     out = tmp_path / "out"
-    (out / "master" / "stale").mkdir(parents=True)
+    # A file an earlier render wrote (another family's path) goes with the directory.
+    (out / "master" / "etc" / "default").mkdir(parents=True)
+    (out / "master" / "etc" / "default" / "etcd").write_text("old")
     render.write_rendered(render.render_cluster(cluster), out)
-    assert not (out / "master" / "stale").exists()
+    assert not (out / "master" / "etc" / "default").exists()
     assert (out / "node1" / "etc" / "kubernetes" / "kubelet").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging directory left
 
@@ -79,3 +81,28 @@ def test_write_failure_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         render.write_rendered({"h": {"/etc/x": "y"}}, blocker)
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_a_host_directory_render_did_not_write_is_never_deleted(repo: Path, tmp_path: Path) -> None:
+    cluster = inventory.load(repo / "inventories" / "reference.ini")
+    out = tmp_path / "out"
+    (out / "master").mkdir(parents=True)
+    (out / "master" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="did not write"):
+        render.write_rendered(render.render_cluster(cluster), out)
+    assert (out / "master" / "notes.txt").read_text() == "mine"
+    assert not (out / "node1").exists()
+
+
+@pytest.mark.parametrize("host", ["..", ".", "/etc", "a/../../b", ""])
+def test_a_host_name_that_is_not_one_path_part_is_refused(host: str, tmp_path: Path) -> None:
+    out = tmp_path / "deep" / "out"
+    with pytest.raises(UsageError):
+        render.write_rendered({host: {"/etc/kubernetes/config": "x"}}, out)
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_a_destination_that_climbs_out_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        render.write_rendered({"h": {"/etc/../../../x": "y"}}, tmp_path / "out")
+    assert not (tmp_path / "x").exists()
