@@ -186,3 +186,61 @@ def test_two_up_runs_started_together_do_not_both_run(
     assert "the cluster is busy: up by " in refused and "holds its lock on master" in refused
     assert verify.verify(cluster).ok
     assert key_on_every_member(lab, cluster) == {"before-two-runs"}
+
+
+def kill_when(lab: lab_api.LabState, inventory_path: Path, probe: str) -> None:
+    """Start `up`, SIGKILL the CLI as soon as `probe` succeeds on the master, and wait until
+    nothing of that run is left."""
+    run = subprocess.Popen(
+        [CLI, "up", str(inventory_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 600
+    while lab_api.ssh_run("master", probe, config=lab.config).returncode != 0:
+        assert run.poll() is None, run.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, f"never true: {probe}"
+        time.sleep(0.2)
+    run.kill()
+    run.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while running_with(str(inventory_path)):
+        assert time.monotonic() < deadline, f"still running: {running_with(str(inventory_path))}"
+        time.sleep(0.5)
+
+
+def test_cli_killed_before_etcd_starts_heals_with_one_up(
+    converged_lab: lab_api.LabState, cluster: Cluster, tmp_path: Path
+) -> None:
+    lab = converged_lab
+    put_key(lab, "before-etcd-start")
+    on(lab, "node2", "systemctl stop etcd")
+    # A copy of the inventory, so the processes of this run are told apart by its path.
+    copy = tmp_path / "inventory.ini"
+    copy.write_text(lab.inventory.read_text())
+    kill_when(lab, copy, "test -e /var/lib/k8s-provision/lock")
+    assert on(lab, "node2", "systemctl is-active etcd || true") != "active"
+    # The killed run's lock names a pid that is gone on this controller: taken over at once.
+    healed = cli("up", str(copy))
+    assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
+    assert "taking over the stale lock" in healed.stdout
+    assert verify.verify(cluster).ok
+    assert key_on_every_member(lab, cluster) == {"before-etcd-start"}
+
+
+def test_cli_killed_while_the_flannel_key_is_written_heals_with_one_up(
+    converged_lab: lab_api.LabState, cluster: Cluster, tmp_path: Path
+) -> None:
+    lab = converged_lab
+    put_key(lab, "before-flannel-key")
+    network = "/atomic.io/network/config"
+    on(lab, "master", f"ETCDCTL_API=2 etcdctl rm {network}")
+    copy = tmp_path / "inventory.ini"
+    copy.write_text(lab.inventory.read_text())
+    kill_when(lab, copy, f"ETCDCTL_API=2 etcdctl get {network}")
+    healed = cli("up", str(copy))
+    assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
+    assert verify.verify(cluster).ok
+    assert key_on_every_member(lab, cluster) == {"before-flannel-key"}
