@@ -244,3 +244,36 @@ def test_cli_killed_while_the_flannel_key_is_written_heals_with_one_up(
     assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
     assert verify.verify(cluster).ok
     assert key_on_every_member(lab, cluster) == {"before-flannel-key"}
+
+
+def test_a_node_powered_off_mid_run_and_back_on_heals_with_one_up(
+    spare_lab_config: lab_api.LabConfig,
+) -> None:
+    state = lab_api.up(nodes=2, config=spare_lab_config)
+    first = cli("up", str(state.inventory))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    spare = inventory.load(state.inventory)
+    put_key(state, "before-power-off")
+    run = subprocess.Popen(
+        [CLI, "up", str(state.inventory)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 600
+    lock_probe = "test -e /var/lib/k8s-provision/lock"
+    while lab_api.ssh_run("master", lock_probe, config=state.config).returncode != 0:
+        assert run.poll() is None, run.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "the run never took the lock"
+        time.sleep(0.2)
+    lab_api.power_off("node2", config=spare_lab_config)
+    output = run.communicate(timeout=900)[0]
+    assert run.returncode == 1, output[-3000:]
+    assert "node2" in output
+
+    lab_api.power_on("node2", config=spare_lab_config)
+    healed = cli("up", str(state.inventory))
+    assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
+    assert verify.verify(spare).ok
+    assert key_on_every_member(state, spare) == {"before-power-off"}
