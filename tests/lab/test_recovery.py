@@ -277,3 +277,38 @@ def test_a_node_powered_off_mid_run_and_back_on_heals_with_one_up(
     assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
     assert verify.verify(spare).ok
     assert key_on_every_member(state, spare) == {"before-power-off"}
+
+
+def test_etcd_killed_on_a_member_during_add_node_heals_with_one_up(
+    spare_lab_config: lab_api.LabConfig, tmp_path: Path
+) -> None:
+    state = lab_api.up(nodes=2, config=spare_lab_config)
+    first = cli("up", str(state.inventory))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    put_key(state, "before-add-node")
+    state = lab_api.up(nodes=4, config=spare_lab_config)
+    five = tmp_path / "five.ini"
+    five.write_text(state.inventory.read_text().replace("[etcd]\n", "[etcd]\nnode3\nnode4\n"))
+    run = subprocess.Popen(
+        [CLI, "add-node", str(five), "node3", "node4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 900
+    joined = "systemctl is-active --quiet etcd"
+    while lab_api.ssh_run("node3", joined, config=state.config).returncode != 0:
+        assert run.poll() is None, run.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "node3 never started etcd"
+        time.sleep(0.2)
+    on(state, "node1", "systemctl kill --signal=KILL etcd")
+    run.communicate(timeout=900)  # it may fail or ride it out; the next run must heal
+
+    again = cli("up", str(five))
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    grown = inventory.load(five)
+    assert verify.verify(grown).ok
+    assert key_on_every_member(state, grown) == {"before-add-node"}
+    listed = on(state, "master", "ETCDCTL_API=3 etcdctl member list")
+    assert len(listed.splitlines()) == 5, listed
