@@ -7,6 +7,7 @@ started together do not both run. A key written before each fault is still there
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -312,3 +313,36 @@ def test_etcd_killed_on_a_member_during_add_node_heals_with_one_up(
     assert key_on_every_member(state, grown) == {"before-add-node"}
     listed = on(state, "master", "ETCDCTL_API=3 etcdctl member list")
     assert len(listed.splitlines()) == 5, listed
+
+
+def test_an_etcd_member_cut_off_with_iptables_mid_run_heals_with_one_up(
+    converged_lab: lab_api.LabState, cluster: Cluster, tmp_path: Path
+) -> None:
+    if shutil.which("iptables") is None:
+        pytest.skip("iptables is not installed on this machine: apt-get install iptables")
+    lab = converged_lab
+    put_key(lab, "before-cut")
+    copy = tmp_path / "inventory.ini"
+    copy.write_text(lab.inventory.read_text())
+    # node2's own network namespace, seen from this machine: SSH stays up, etcd's ports go.
+    netns = ["nsenter", f"--net=/run/netns/{lab.config.host_ns('node2')}", "iptables"]
+    ports = ["-p", "tcp", "-m", "multiport", "--dports", "2379,2380", "-j", "DROP"]
+    run = subprocess.Popen(
+        [CLI, "up", str(copy)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 600
+        lock_probe = "test -e /var/lib/k8s-provision/lock"
+        while lab_api.ssh_run("master", lock_probe, config=lab.config).returncode != 0:
+            assert run.poll() is None, run.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the run never took the lock"
+            time.sleep(0.2)
+        subprocess.run([*netns, "-A", "INPUT", "-i", "eth0", *ports], check=True)
+        subprocess.run([*netns, "-A", "OUTPUT", "-o", "eth0", *ports], check=True)
+        run.communicate(timeout=900)  # it may fail on node2 or ride it out
+    finally:
+        subprocess.run([*netns, "-F"], check=True)
+    healed = cli("up", str(copy))
+    assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
+    assert verify.verify(cluster).ok
+    assert key_on_every_member(lab, cluster) == {"before-cut"}
