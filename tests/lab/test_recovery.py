@@ -7,6 +7,7 @@ started together do not both run. A key written before each fault is still there
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -186,3 +187,162 @@ def test_two_up_runs_started_together_do_not_both_run(
     assert "the cluster is busy: up by " in refused and "holds its lock on master" in refused
     assert verify.verify(cluster).ok
     assert key_on_every_member(lab, cluster) == {"before-two-runs"}
+
+
+def kill_when(lab: lab_api.LabState, inventory_path: Path, probe: str) -> None:
+    """Start `up`, SIGKILL the CLI as soon as `probe` succeeds on the master, and wait until
+    nothing of that run is left."""
+    run = subprocess.Popen(
+        [CLI, "up", str(inventory_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 600
+    while lab_api.ssh_run("master", probe, config=lab.config).returncode != 0:
+        assert run.poll() is None, run.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, f"never true: {probe}"
+        time.sleep(0.2)
+    run.kill()
+    run.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while running_with(str(inventory_path)):
+        assert time.monotonic() < deadline, f"still running: {running_with(str(inventory_path))}"
+        time.sleep(0.5)
+
+
+def test_cli_killed_before_etcd_starts_heals_with_one_up(
+    converged_lab: lab_api.LabState, cluster: Cluster, tmp_path: Path
+) -> None:
+    lab = converged_lab
+    put_key(lab, "before-etcd-start")
+    on(lab, "node2", "systemctl stop etcd")
+    # A copy of the inventory, so the processes of this run are told apart by its path.
+    copy = tmp_path / "inventory.ini"
+    copy.write_text(lab.inventory.read_text())
+    kill_when(lab, copy, "test -e /var/lib/k8s-provision/lock")
+    assert on(lab, "node2", "systemctl is-active etcd || true") != "active"
+    # The killed run's lock names a pid that is gone on this controller: taken over at once.
+    healed = cli("up", str(copy))
+    assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
+    assert "taking over the stale lock" in healed.stdout
+    assert verify.verify(cluster).ok
+    assert key_on_every_member(lab, cluster) == {"before-etcd-start"}
+
+
+def test_cli_killed_while_the_flannel_key_is_written_heals_with_one_up(
+    converged_lab: lab_api.LabState, cluster: Cluster, tmp_path: Path
+) -> None:
+    lab = converged_lab
+    put_key(lab, "before-flannel-key")
+    network = "/atomic.io/network/config"
+    on(lab, "master", f"ETCDCTL_API=2 etcdctl rm {network}")
+    copy = tmp_path / "inventory.ini"
+    copy.write_text(lab.inventory.read_text())
+    kill_when(lab, copy, f"ETCDCTL_API=2 etcdctl get {network}")
+    healed = cli("up", str(copy))
+    assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
+    assert verify.verify(cluster).ok
+    assert key_on_every_member(lab, cluster) == {"before-flannel-key"}
+
+
+def test_a_node_powered_off_mid_run_and_back_on_heals_with_one_up(
+    spare_lab_config: lab_api.LabConfig,
+) -> None:
+    state = lab_api.up(nodes=2, config=spare_lab_config)
+    first = cli("up", str(state.inventory))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    spare = inventory.load(state.inventory)
+    put_key(state, "before-power-off")
+    run = subprocess.Popen(
+        [CLI, "up", str(state.inventory)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 600
+    lock_probe = "test -e /var/lib/k8s-provision/lock"
+    while lab_api.ssh_run("master", lock_probe, config=state.config).returncode != 0:
+        assert run.poll() is None, run.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "the run never took the lock"
+        time.sleep(0.2)
+    lab_api.power_off("node2", config=spare_lab_config)
+    output = run.communicate(timeout=900)[0]
+    assert run.returncode == 1, output[-3000:]
+    assert "node2" in output
+
+    lab_api.power_on("node2", config=spare_lab_config)
+    healed = cli("up", str(state.inventory))
+    assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
+    assert verify.verify(spare).ok
+    assert key_on_every_member(state, spare) == {"before-power-off"}
+
+
+def test_etcd_killed_on_a_member_during_add_node_heals_with_one_up(
+    spare_lab_config: lab_api.LabConfig, tmp_path: Path
+) -> None:
+    state = lab_api.up(nodes=2, config=spare_lab_config)
+    first = cli("up", str(state.inventory))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    put_key(state, "before-add-node")
+    state = lab_api.up(nodes=4, config=spare_lab_config)
+    five = tmp_path / "five.ini"
+    five.write_text(state.inventory.read_text().replace("[etcd]\n", "[etcd]\nnode3\nnode4\n"))
+    run = subprocess.Popen(
+        [CLI, "add-node", str(five), "node3", "node4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 900
+    joined = "systemctl is-active --quiet etcd"
+    while lab_api.ssh_run("node3", joined, config=state.config).returncode != 0:
+        assert run.poll() is None, run.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "node3 never started etcd"
+        time.sleep(0.2)
+    on(state, "node1", "systemctl kill --signal=KILL etcd")
+    run.communicate(timeout=900)  # it may fail or ride it out; the next run must heal
+
+    again = cli("up", str(five))
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    grown = inventory.load(five)
+    assert verify.verify(grown).ok
+    assert key_on_every_member(state, grown) == {"before-add-node"}
+    listed = on(state, "master", "ETCDCTL_API=3 etcdctl member list")
+    assert len(listed.splitlines()) == 5, listed
+
+
+def test_an_etcd_member_cut_off_with_iptables_mid_run_heals_with_one_up(
+    converged_lab: lab_api.LabState, cluster: Cluster, tmp_path: Path
+) -> None:
+    if shutil.which("iptables") is None:
+        pytest.skip("iptables is not installed on this machine: apt-get install iptables")
+    lab = converged_lab
+    put_key(lab, "before-cut")
+    copy = tmp_path / "inventory.ini"
+    copy.write_text(lab.inventory.read_text())
+    # node2's own network namespace, seen from this machine: SSH stays up, etcd's ports go.
+    netns = ["nsenter", f"--net=/run/netns/{lab.config.host_ns('node2')}", "iptables"]
+    ports = ["-p", "tcp", "-m", "multiport", "--dports", "2379,2380", "-j", "DROP"]
+    run = subprocess.Popen(
+        [CLI, "up", str(copy)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 600
+        lock_probe = "test -e /var/lib/k8s-provision/lock"
+        while lab_api.ssh_run("master", lock_probe, config=lab.config).returncode != 0:
+            assert run.poll() is None, run.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the run never took the lock"
+            time.sleep(0.2)
+        subprocess.run([*netns, "-A", "INPUT", "-i", "eth0", *ports], check=True)
+        subprocess.run([*netns, "-A", "OUTPUT", "-o", "eth0", *ports], check=True)
+        run.communicate(timeout=900)  # it may fail on node2 or ride it out
+    finally:
+        subprocess.run([*netns, "-F"], check=True)
+    healed = cli("up", str(copy))
+    assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
+    assert verify.verify(cluster).ok
+    assert key_on_every_member(lab, cluster) == {"before-cut"}
