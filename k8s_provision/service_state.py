@@ -4,7 +4,7 @@ SHA-256 of the config files the service reads. A running service whose record di
 files on disk predates its configuration, whichever run wrote the files and however that run
 ended; the roles restart it (etcd one member at a time) and verify reports it (config:stale).
 
-The roles (through the filters of playbooks/filter_plugins/k8s_service_state.py) and verify use
+The roles (through the collection filters in plugins/filter/service_state.py) and verify use
 the same scripts below, so both judge by the same bytes."""
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Read an Ansible inventory with ansible-core's own code and validate it into a `Cluster`.
 
 `load` is the CLI's entry point. `build_cluster` holds every rule and works on plain mappings,
-so the Ansible lookup plugin in playbooks/ builds the very same model from `groups` and
+so the collection's lookup (k8s_provision.cluster.context) builds the very same model from
+`groups` and
 `hostvars` during a playbook run.
 
 Modules: `source` (checks on the files before anything parses them), `reader` (ansible-core's

@@ -1,7 +1,7 @@
 """`build_cluster`: every rule that turns groups and host variables into a `Cluster`.
 
-It works on plain mappings, so the Ansible lookup plugin in playbooks/ builds the very same
-model from a play's `groups` and `hostvars`."""
+It works on plain mappings, so the collection's lookup (k8s_provision.cluster.context) builds
+the very same model from a play's `groups` and `hostvars`."""
 
 from __future__ import annotations
 
