@@ -2,8 +2,7 @@
 
 `load` is the CLI's entry point. `build_cluster` holds every rule and works on plain mappings,
 so the collection's lookup (k8s_provision.cluster.context) builds the very same model from
-`groups` and
-`hostvars` during a playbook run.
+`groups` and `hostvars` during a playbook run.
 
 Modules: `source` (checks on the files before anything parses them), `reader` (ansible-core's
 inventory, variable and vault code), `build` (the rules, from `roles`, `hosts`, `settings`,
