@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from k8s_provision import inventory, ssh
+from k8s_provision import inventory, ssh, ssh_args
 from k8s_provision.errors import UsageError
 from k8s_provision.model import Cluster
 from k8s_provision.phases.manager import Context
@@ -36,9 +36,9 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
 
 
 def inventory_options(func: F) -> F:
-    """--vault-password-file, --ask-vault-pass and --strict, for every verb that reads an
-    inventory; `load_inventory` applies them. ANSIBLE_VAULT_PASSWORD_FILE and ansible.cfg's
-    vault_password_file work too, read by ansible-core itself."""
+    """--vault-password-file, --ask-vault-pass, --strict and --accept-new-host-keys, for
+    every verb that reads an inventory; `load_inventory` applies them. ANSIBLE_VAULT_PASSWORD_FILE
+    and ansible.cfg's vault_password_file work too, read by ansible-core itself."""
     options = [
         click.option(
             "--vault-password-file",
@@ -65,6 +65,17 @@ def inventory_options(func: F) -> F:
             callback=_remember,
             help="Treat a likely typo of a k8s-provision variable as an error, not a warning.",
         ),
+        click.option(
+            "--accept-new-host-keys",
+            "accept_new_host_keys",
+            metavar="FILE",
+            type=click.Path(dir_okay=False, path_type=Path),
+            expose_value=False,
+            callback=_remember,
+            help="Trust a host whose SSH key is not known yet, once, writing its key into FILE"
+            " (a known_hosts file); a changed key is still refused. Without it an unknown key,"
+            " or an inventory that turns checking off, is refused.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -74,6 +85,8 @@ def inventory_options(func: F) -> F:
 def load_inventory(path: Path) -> Cluster:
     """`inventory.load` with the options `inventory_options` collected; warnings on stderr."""
     given = click.get_current_context().meta.get(_READ_OPTIONS, {})
+    # Before the inventory is read: its validation and every SSH and Ansible run follow it.
+    ssh_args.set_accept_new_file(given.get("accept_new_host_keys"))
     password = None
     if given.get("ask_vault_pass"):
         if not sys.stdin.isatty():

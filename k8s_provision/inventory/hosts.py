@@ -23,7 +23,7 @@ from k8s_provision.inventory.values import (
     shown,
 )
 from k8s_provision.model import ROLE_ETCD, Host
-from k8s_provision.ssh_args import parse_ssh_args
+from k8s_provision.ssh_args import accept_new_file, host_key_override, parse_ssh_args
 
 
 def suggested_node_name(name: str) -> str:
@@ -59,6 +59,18 @@ def _check_connection(name: str, raw: Mapping[str, Any], problems: Problems) -> 
             problems.add("must not contain newlines or control characters", name, field(key))
 
 
+def _check_host_keys(name: str, vars_: Mapping[str, Any], problems: Problems) -> None:
+    """Host keys are always checked: an inventory that turns checking off is refused, unless
+    the operator accepts new keys into a known_hosts file of their own choosing."""
+    what = host_key_override(vars_)
+    if what is not None and accept_new_file() is None:
+        problems.add(
+            f"{what}, which turns host key checking off; host keys are always checked: remove"
+            " it, or pass --accept-new-host-keys FILE to accept new hosts' keys into FILE",
+            name,
+        )
+
+
 def build_host(
     name: str, roles: frozenset[str], vars_: Mapping[str, Any], problems: Problems
 ) -> Host:
@@ -71,6 +83,7 @@ def build_host(
         )
     raw = connection.resolve(vars_)
     _check_connection(name, raw, problems)
+    _check_host_keys(name, vars_, problems)
     address = str(raw.get("address") or name)
     ip_set = _text(vars_, "ip")
     ip = ip_set or address
@@ -176,6 +189,7 @@ def check_duplicates(hosts: Sequence[Host], problems: Problems) -> None:
 def bastion_host(name: str, vars_: Mapping[str, Any], problems: Problems) -> Host:
     raw = connection.resolve(vars_)
     _check_connection(name, raw, problems)
+    _check_host_keys(name, vars_, problems)
     return Host(
         name=name,
         address=str(raw.get("address") or name),
