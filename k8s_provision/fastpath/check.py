@@ -1,0 +1,84 @@
+"""The fast-path check: one SSH round per host, all hosts in parallel, through the probes'
+shared collector, and the verdict on whether site.yml has anything to do."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from k8s_provision import ssh
+from k8s_provision.fastpath.compare import Difference, differences, probes_for
+from k8s_provision.fastpath.expected import Expected, expected
+from k8s_provision.model import Cluster, Host
+from k8s_provision.probes import Probe, collect
+
+SCRIPT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Options:
+    """`hosts`: the host names to check (a --limit already resolved), None for every host."""
+
+    hosts: tuple[str, ...] | None = None
+    connect_timeout: float = ssh.CONNECT_TIMEOUT
+
+
+@dataclass(frozen=True)
+class FastPathResult:
+    checked: tuple[str, ...]
+    differences: tuple[Difference, ...]
+    elapsed: float
+
+    @property
+    def matches(self) -> bool:
+        return not self.differences
+
+    @property
+    def differing_hosts(self) -> tuple[str, ...]:
+        return tuple(sorted({d.host for d in self.differences}))
+
+    @property
+    def cluster_wide(self) -> bool:
+        return any(d.cluster_wide for d in self.differences)
+
+    @property
+    def limit(self) -> str | None:
+        """The --limit for site.yml: the differing hosts; None (every host) when a difference
+        is cluster-wide."""
+        if self.matches or self.cluster_wide:
+            return None
+        return ",".join(self.differing_hosts)
+
+
+def check(cluster: Cluster, options: Options | None = None) -> FastPathResult:
+    """Compare every (or each chosen) host with what site.yml would leave there."""
+    options = options or Options()
+    started = time.monotonic()
+    names = set(options.hosts) if options.hosts is not None else {h.name for h in cluster.hosts}
+    specs = {h.name: expected(cluster, h) for h in cluster.hosts if h.name in names}
+
+    def plan(host: Host) -> Sequence[Probe[Any]]:
+        return probes_for(cluster, host, specs[host.name])
+
+    chosen = replace(cluster, hosts=tuple(h for h in cluster.hosts if h.name in names))
+    collections = collect(
+        chosen,
+        plan,
+        what="fast-path",
+        script_timeout=SCRIPT_TIMEOUT,
+        connect_timeout=options.connect_timeout,
+    )
+    found: list[Difference] = []
+    for host in chosen.hosts:
+
+        def spec_for(in_container: bool, host: Host = host) -> Expected:
+            return (
+                specs[host.name] if not in_container else expected(cluster, host, in_container=True)
+            )
+
+        found += differences(cluster, host, spec_for, collections[host.name].facts)
+    return FastPathResult(
+        tuple(h.name for h in chosen.hosts), tuple(found), time.monotonic() - started
+    )
