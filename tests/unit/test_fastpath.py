@@ -247,24 +247,22 @@ def test_the_probes_read_a_real_filesystem(cluster: Cluster, tmp_path: Path) -> 
     # The probes' own shell, run here on files the test writes.
     present = tmp_path / "config"
     present.write_text("KUBE_LOGTOSTDERR=true\n")
-    probes = [
-        fp.files([str(present), str(tmp_path), str(tmp_path / "absent")]),
-        fp.kernel(["kernel.ostype"], ["no_such_module_here"]),
-        fp.packages("printf '%s install ok installed\\n'", ["etcd"]),
-    ]
-    script = batch.batch_script(probes)
+    files_probe = fp.files([str(present), str(tmp_path), str(tmp_path / "absent")])
+    kernel_probe = fp.kernel(["kernel.ostype"], ["no_such_module_here"])
+    packages_probe = fp.packages("printf '%s install ok installed\\n'", ["etcd"])
+    script = batch.batch_script([files_probe, kernel_probe, packages_probe])
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
     got = HostFacts("here", batch.parse_batch(out.stdout))
-    files = got.read(probes[0])
+    files = got.read(files_probe)
     assert files is not None
     assert files[str(present)].sha256 == hashlib.sha256(present.read_bytes()).hexdigest()
     assert files[str(present)].mtime == int(present.stat().st_mtime)
     assert files[str(tmp_path)].kind == "dir"
     assert files[str(tmp_path / "absent")].kind == "missing"
-    kernel = got.read(probes[1])
+    kernel = got.read(kernel_probe)
     assert kernel is not None and kernel.sysctl == {"kernel.ostype": "Linux"}
     assert kernel.modules == frozenset()
-    assert got.read(probes[2]) == frozenset({"etcd"})
+    assert got.read(packages_probe) == frozenset({"etcd"})
 
 
 def test_every_host_reads_its_fingerprint_in_one_batch(cluster: Cluster) -> None:
