@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from k8s_provision import inventory, lifecycle
+from k8s_provision import fastpath, inventory, lifecycle, provision
 from k8s_provision.commands.options import (
     inventory_argument,
     limit_option,
@@ -21,11 +21,15 @@ from k8s_provision.commands.options import (
 @click.command("plan")
 @inventory_argument
 @limit_option
+@click.option(
+    "--full", is_flag=True, help="Run the check-mode site.yml even when the fast path matches."
+)
 @playbook_options
 @click.option("--json", "as_json", is_flag=True, help='Print {"changes": [...]} only.')
 def command(
     inventory_path: Path,
     limit: str | None,
+    full: bool,
     forks: int | None,
     verbosity: int,
     log_dir: Path,
@@ -34,10 +38,16 @@ def command(
 ) -> None:
     """Show what `up INVENTORY` would change: files (with unified diffs), packages and
     services, per host. Runs site.yml in Ansible's check mode with diffs; nothing on the hosts
-    changes. A converged cluster gives an empty plan."""
-    inventory.load(inventory_path)
+    changes. A converged cluster gives an empty plan: the fast path confirms it in one SSH
+    round per host without running site.yml (--full runs it anyway)."""
+    cluster = inventory.load(inventory_path)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
-    changes = lifecycle.plan(inventory_path, run, limit=limit)
+    decision = fastpath.decide(
+        cluster, full=full, limit=limit, hosts=provision.limited_hosts(cluster, limit)
+    )
+    changes = (
+        lifecycle.plan(inventory_path, run, limit=decision.limit) if decision.run_playbook else []
+    )
     if as_json:
         click.echo(json.dumps({"changes": [asdict(c) for c in changes]}, indent=2))
         return

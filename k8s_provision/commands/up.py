@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from k8s_provision import inventory, lab, provision, report, verify
+from k8s_provision import fastpath, inventory, lab, provision, report, runner, verify
 from k8s_provision.commands.options import limit_option, playbook_options, run_options
 from k8s_provision.errors import OperationFailed, UsageError
+from k8s_provision.model import Cluster
 from k8s_provision.progress import PlaybookProgress
 
 
@@ -30,6 +31,9 @@ from k8s_provision.progress import PlaybookProgress
     "--install-deps", is_flag=True, help="With --lab: apt-get install the lab's tools when missing."
 )
 @limit_option
+@click.option(
+    "--full", is_flag=True, help="Run site.yml even when the fast path finds nothing to change."
+)
 @playbook_options
 def command(
     inventory_path: Path | None,
@@ -37,6 +41,7 @@ def command(
     nodes: int,
     install_deps: bool,
     limit: str | None,
+    full: bool,
     forks: int | None,
     verbosity: int,
     log_dir: Path,
@@ -46,6 +51,9 @@ def command(
 
     \b
     1. validate the inventory (exit 2 and every problem listed when it is wrong);
+       the fast path reads a fingerprint of every host in one SSH round: when the cluster
+       already matches, steps 2 and 3 are skipped (--full runs them anyway); otherwise they
+       run on the hosts that differ, or on all when a difference is cluster-wide;
     2. preflight every host over SSH, in parallel: reachable, root or working sudo, the OS
        family the inventory says, a Python the installed ansible-core can manage, clocks
        within 5 s, distinct machine ids; nothing is changed when this fails;
@@ -66,6 +74,35 @@ def command(
     console = Console(highlight=False, soft_wrap=True)
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
 
+    with console.status("fast path: reading every host's fingerprint over SSH"):
+        decision = fastpath.decide(
+            cluster, full=full, limit=limit, hosts=provision.limited_hosts(cluster, limit)
+        )
+    console.print(decision.message)
+    if decision.run_playbook:
+        if decision.result is not None:
+            for line in fastpath.describe(decision.result):
+                console.print(f"  {line}", markup=False)
+        converge(console, cluster, inventory_path, run, decision.limit)
+
+    with console.status("verify: checking the cluster"):
+        health = verify.verify(cluster)
+    report.print_report(health, as_json=False, what="verify")
+    if not health.ok:
+        raise OperationFailed(
+            verify.failure_summary(health),
+            details=[f"run `k8s-provision diagnose {inventory_path}` for causes and fixes"],
+        )
+
+
+def converge(
+    console: Console,
+    cluster: Cluster,
+    inventory_path: Path,
+    run: runner.RunOptions,
+    limit: str | None,
+) -> None:
+    """Preflight, then site.yml with live progress."""
     hosts = provision.limited_hosts(cluster, limit)
     with console.status("preflight: checking every host over SSH"):
         warnings = provision.check_hosts(cluster, [cluster.host(name) for name in hosts])
@@ -79,12 +116,3 @@ def command(
         f"site.yml: ok on {len(result.stats)} hosts, {result.changed()} changes;"
         f" log: {result.log_path}"
     )
-
-    with console.status("verify: checking the cluster"):
-        health = verify.verify(cluster)
-    report.print_report(health, as_json=False, what="verify")
-    if not health.ok:
-        raise OperationFailed(
-            verify.failure_summary(health),
-            details=[f"run `k8s-provision diagnose {inventory_path}` for causes and fixes"],
-        )

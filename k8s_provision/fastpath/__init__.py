@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from k8s_provision.fastpath.check import FastPathResult, Options, check
+from k8s_provision.fastpath.check import Decision, FastPathResult, Options, check, decide, describe
 from k8s_provision.fastpath.compare import Difference
 
-__all__ = ["Difference", "FastPathResult", "Options", "check"]
+__all__ = ["Decision", "Difference", "FastPathResult", "Options", "check", "decide", "describe"]

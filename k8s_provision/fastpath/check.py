@@ -82,3 +82,51 @@ def check(cluster: Cluster, options: Options | None = None) -> FastPathResult:
     return FastPathResult(
         tuple(h.name for h in chosen.hosts), tuple(found), time.monotonic() - started
     )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether `up` and `plan` need site.yml, on which hosts, and the line that says why."""
+
+    run_playbook: bool
+    limit: str | None  # the --limit for site.yml
+    message: str
+    result: FastPathResult | None = None
+
+
+def describe(result: FastPathResult, shown: int = 5) -> list[str]:
+    """The differences as lines an operator reads, the first `shown` of them."""
+    lines = [
+        f"{d.host}: {d.kind} {d.item}: expected {d.expected}, found {d.found}"
+        for d in result.differences[:shown]
+    ]
+    if len(result.differences) > shown:
+        lines.append(f"... and {len(result.differences) - shown} more")
+    return lines
+
+
+def decide(
+    cluster: Cluster, *, full: bool, limit: str | None, hosts: Sequence[str] | None = None
+) -> Decision:
+    """The fast path's verdict for `up`/`plan`. `full` skips the check. A --limit the operator
+    gave stays as given (`hosts`: the names it selects, checked); otherwise site.yml runs on
+    the hosts that differ, or everywhere when a difference is cluster-wide."""
+    if full:
+        return Decision(True, limit, "fast path: skipped (--full)")
+    result = check(cluster, Options(hosts=tuple(hosts) if hosts is not None else None))
+    took = f"{len(result.checked)} hosts in {result.elapsed:.1f} s"
+    if result.matches:
+        return Decision(False, limit, f"fast path: the cluster already matches ({took})", result)
+    chosen = limit if limit is not None else result.limit
+    if limit is not None:
+        where = f"--limit {limit}"
+    elif result.cluster_wide:
+        where = "every host (a cluster-wide difference)"
+    else:
+        where = ", ".join(result.differing_hosts)
+    return Decision(
+        True,
+        chosen,
+        f"fast path: {len(result.differences)} differences ({took}); site.yml runs on {where}",
+        result,
+    )
