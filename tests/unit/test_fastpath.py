@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from k8s_provision import facts, inventory
-from k8s_provision.fastpath import FastPathResult
+from k8s_provision.fastpath import FastPathResult, decide, describe
 from k8s_provision.fastpath.compare import Difference, differences, probes_for
 from k8s_provision.fastpath.expected import Expected, expected
 from k8s_provision.model import Cluster, Host
@@ -271,3 +271,18 @@ def test_every_host_reads_its_fingerprint_in_one_batch(cluster: Cluster) -> None
         names = [p.name for p in probes]
         assert len(names) == len(set(names))
         assert ("fp-flannel-key" in names) == (host.name == cluster.etcd[0])
+
+
+def test_full_skips_the_check_and_keeps_the_limit(cluster: Cluster) -> None:
+    decision = decide(cluster, full=True, limit="node1")
+    assert decision.run_playbook and decision.limit == "node1" and decision.result is None
+
+
+def test_differences_are_described_for_the_operator() -> None:
+    found = tuple(
+        Difference(f"node{i}", "file", "/etc/kubernetes/proxy", "present", "missing")
+        for i in range(7)
+    )
+    lines = describe(FastPathResult(("node0",), found, 0.2), shown=5)
+    assert lines[0] == "node0: file /etc/kubernetes/proxy: expected present, found missing"
+    assert lines[-1] == "... and 2 more"
