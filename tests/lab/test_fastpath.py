@@ -7,6 +7,7 @@ redhat hosts only; the unit tests cover both kinds' comparison."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from collections.abc import Callable
@@ -63,17 +64,17 @@ def _remove_etcd_member(lab: lab_api.LabState) -> None:
     on(lab, "master", f"{ETCD_V3} member remove {member.strip()}")
 
 
-DRIFT: dict[str, tuple[Callable[[lab_api.LabState], None], str, str]] = {
+DRIFT: dict[str, tuple[Callable[[lab_api.LabState], object], str, str]] = {
     "file edited": (
         lambda lab: on(lab, "node1", "echo '# edited' >> /etc/kubernetes/proxy"),
         "node1",
         "file",
     ),
     "file removed": (lambda lab: on(lab, "node2", "rm /etc/default/flanneld"), "node2", "file"),
-    # The lab has no package registry: the package is marked for removal, which dpkg reports
-    # as not installed, and apt installs it again from what is on the disk.
+    # The lab hosts reach no package registry: apt reinstalls from its archive cache, where
+    # the test puts the .deb this machine downloads (same release and version).
     "package removed": (
-        lambda lab: on(lab, "node1", "echo etcd-client deinstall | dpkg --set-selections"),
+        lambda lab: on(lab, "node1", "dpkg -r --force-depends etcd-client 2>&1"),
         "node1",
         "package",
     ),
@@ -97,9 +98,28 @@ DRIFT: dict[str, tuple[Callable[[lab_api.LabState], None], str, str]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def package_cache(
+    converged_lab: lab_api.LabState, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """etcd-client's .deb in node1's apt archive cache, so apt can install it again."""
+    where = tmp_path_factory.mktemp("deb")
+    subprocess.run(
+        ["apt-get", "download", "etcd-client"], cwd=where, check=True, capture_output=True
+    )
+    deb = next(where.glob("etcd-client_*.deb"))
+    lab_api.ssh_run(
+        "node1",
+        f"base64 -d > /var/cache/apt/archives/{deb.name}",
+        input=base64.b64encode(deb.read_bytes()).decode(),
+        config=converged_lab.config,
+        check=True,
+    )
+
+
 @pytest.mark.parametrize("case", list(DRIFT))
 def test_drift_hands_over_to_site_yml_which_repairs_it(
-    converged_lab: lab_api.LabState, lab_cluster: Cluster, case: str
+    converged_lab: lab_api.LabState, lab_cluster: Cluster, package_cache: None, case: str
 ) -> None:
     drift, host, kind = DRIFT[case]
     drift(converged_lab)
