@@ -76,7 +76,11 @@ def command(
 
     with console.status("fast path: reading every host's fingerprint over SSH"):
         decision = fastpath.decide(
-            cluster, full=full, limit=limit, hosts=provision.limited_hosts(cluster, limit)
+            cluster,
+            full=full,
+            limit=limit,
+            hosts=provision.limited_hosts(cluster, limit),
+            also=lambda host: verify.probes_for(cluster, host),
         )
     console.print(decision.message)
     if decision.run_playbook:
@@ -86,7 +90,10 @@ def command(
         converge(console, cluster, inventory_path, run, decision.limit)
 
     with console.status("verify: checking the cluster"):
-        health = verify.verify(cluster)
+        if decision.run_playbook or decision.result is None:
+            health = verify.verify(cluster)
+        else:  # nothing changed since the fast path read verify's probes too
+            health = verify.evaluate(cluster, decision.result.facts)
     report.print_report(health, as_json=False, what="verify")
     if not health.ok:
         raise OperationFailed(

@@ -4,25 +4,29 @@ shared collector, and the verdict on whether site.yml has anything to do."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from k8s_provision import ssh
 from k8s_provision.fastpath.compare import Difference, differences, probes_for
 from k8s_provision.fastpath.expected import Expected, expected
 from k8s_provision.model import Cluster, Host
-from k8s_provision.probes import Probe, collect
+from k8s_provision.probes import HostFacts, Probe, collect
+from k8s_provision.probes.collector import Plan
 
 SCRIPT_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
 class Options:
-    """`hosts`: the host names to check (a --limit already resolved), None for every host."""
+    """`hosts`: the host names to check (a --limit already resolved), None for every host.
+    `also`: more probes to run in the same script (verify's, so `up` on a converged cluster
+    reads each host once); their outputs are in `FastPathResult.facts`."""
 
     hosts: tuple[str, ...] | None = None
     connect_timeout: float = ssh.CONNECT_TIMEOUT
+    also: Plan | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class FastPathResult:
     checked: tuple[str, ...]
     differences: tuple[Difference, ...]
     elapsed: float
+    facts: Mapping[str, HostFacts] = field(default_factory=dict)  # every probe's output
 
     @property
     def matches(self) -> bool:
@@ -60,7 +65,10 @@ def check(cluster: Cluster, options: Options | None = None) -> FastPathResult:
     specs = {h.name: expected(cluster, h) for h in cluster.hosts if h.name in names}
 
     def plan(host: Host) -> Sequence[Probe[Any]]:
-        return probes_for(cluster, host, specs[host.name])
+        probes = probes_for(cluster, host, specs[host.name])
+        extra = options.also(host) if options.also else []
+        # A probe both ask for (the etcd member list) runs once.
+        return list({p.name: p for p in [*extra, *probes]}.values())
 
     chosen = replace(cluster, hosts=tuple(h for h in cluster.hosts if h.name in names))
     collections = collect(
@@ -80,7 +88,14 @@ def check(cluster: Cluster, options: Options | None = None) -> FastPathResult:
 
         found += differences(cluster, host, spec_for, collections[host.name].facts)
     return FastPathResult(
-        tuple(h.name for h in chosen.hosts), tuple(found), time.monotonic() - started
+        tuple(h.name for h in chosen.hosts),
+        tuple(found),
+        time.monotonic() - started,
+        # As verify reads them: a host whose script failed keeps only the error.
+        {
+            name: got.facts if got.facts.error is None else HostFacts(name, error=got.facts.error)
+            for name, got in collections.items()
+        },
     )
 
 
@@ -106,14 +121,19 @@ def describe(result: FastPathResult, shown: int = 5) -> list[str]:
 
 
 def decide(
-    cluster: Cluster, *, full: bool, limit: str | None, hosts: Sequence[str] | None = None
+    cluster: Cluster,
+    *,
+    full: bool,
+    limit: str | None,
+    hosts: Sequence[str] | None = None,
+    also: Plan | None = None,
 ) -> Decision:
     """The fast path's verdict for `up`/`plan`. `full` skips the check. A --limit the operator
     gave stays as given (`hosts`: the names it selects, checked); otherwise site.yml runs on
     the hosts that differ, or everywhere when a difference is cluster-wide."""
     if full:
         return Decision(True, limit, "fast path: skipped (--full)")
-    result = check(cluster, Options(hosts=tuple(hosts) if hosts is not None else None))
+    result = check(cluster, Options(hosts=tuple(hosts) if hosts is not None else None, also=also))
     took = f"{len(result.checked)} hosts in {result.elapsed:.1f} s"
     if result.matches:
         return Decision(False, limit, f"fast path: the cluster already matches ({took})", result)

@@ -69,8 +69,10 @@ def probes_for(cluster: Cluster, host: Host, spec: Expected) -> list[Probe[Any]]
             )
         )
     if spec.flannel_key is not None:
-        url = facts.etcd_local_url(cluster)
-        probes += [etcd.members(url), fp.flannel_key(url, spec.flannel_key[0])]
+        local = facts.etcd_local_url(cluster)
+        # The member list as verify reads it (same probe, same command): `up` batches both.
+        members = etcd.members(facts.etcd_client_url(cluster, host))
+        probes += [members, fp.flannel_key(local, spec.flannel_key[0])]
     return probes
 
 
@@ -219,7 +221,7 @@ def _etcd(cluster: Cluster, host: Host, spec: Expected, got: HostFacts) -> list[
     stored = got.read(fp.flannel_key(url, key))
     if stored != value:
         found.append(Difference(host.name, "flannel-key", key, value, stored or "absent"))
-    listed = got.read(etcd.members(url))
+    listed = got.read(etcd.members(facts.etcd_client_url(cluster, host)))
     want = sorted((n, facts.etcd_peer_url(cluster, cluster.host(n))) for n in cluster.etcd)
     have = (
         sorted((m.name, url) for m in (listed.members or ()) if listed for url in m.peer_urls)
