@@ -127,9 +127,9 @@ def main() -> int:
         try:
             for size in (int(s) for s in args.sizes.split(",")):
                 rows[size] = measure(size, args.runs, Path(out))
+                write(rows)  # after each size: a long run stopped early keeps what it measured
         finally:
             lab.down(config=lab.make_config(BENCH_LAB))
-    write(rows)
     print(table(rows))
     return 0
 
