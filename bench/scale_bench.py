@@ -79,7 +79,7 @@ def measure(size: int, runs: int, out: Path) -> dict[str, float]:
 def table(rows: dict[int, dict[str, float]]) -> str:
     head = "| hosts | " + " | ".join(COLUMNS) + " | converged up / ping | plan / ping |"
     lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
-    for size, row in rows.items():
+    for size, row in sorted(rows.items()):
         cells = " | ".join(f"{row[c]:.1f}" for c in COLUMNS)
         ratios = f"{row['converged up'] / row['ping']:.2f} | {row['plan'] / row['ping']:.2f}"
         lines.append(f"| {size} | {cells} | {ratios} |")
@@ -93,7 +93,7 @@ def chart(rows: dict[int, dict[str, float]]) -> None:
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(figsize=(8, 5))
-    sizes = list(rows)
+    sizes = sorted(rows)
     for column in COLUMNS[2:]:
         axes.plot(sizes, [rows[s][column] for s in sizes], marker="o", label=column)
     axes.set_xlabel("hosts")
