@@ -77,11 +77,14 @@ def measure(size: int, runs: int, out: Path) -> dict[str, float]:
 
 
 def table(rows: dict[int, dict[str, float]]) -> str:
-    head = "| hosts | " + " | ".join(COLUMNS) + " | converged up / ping | plan / ping |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
+    head = "| hosts | " + " | ".join(COLUMNS) + " | converged up / ping | plan / ping | load |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
     for size, row in sorted(rows.items()):
         cells = " | ".join(f"{row[c]:.1f}" for c in COLUMNS)
-        ratios = f"{row['converged up'] / row['ping']:.2f} | {row['plan'] / row['ping']:.2f}"
+        ratios = (
+            f"{row['converged up'] / row['ping']:.2f} | {row['plan'] / row['ping']:.2f}"
+            f" | {row['load']:.1f}"
+        )
         lines.append(f"| {size} | {cells} | {ratios} |")
     return "\n".join(lines)
 
@@ -109,8 +112,9 @@ def write(rows: dict[int, dict[str, float]]) -> None:
     DOC.write_text(
         "# Performance\n\n"
         "Written by `bench/scale_bench.py` on this project's 2-core test machine, shared with"
-        " other work (the load average is in the bench's output). Seconds, median of the"
-        " runs; `ping` is `ansible all -m ping`, the floor any SSH tool pays.\n\n"
+        " other work (`load`: the 1-minute load average after the size's runs). Seconds, median"
+        " of the runs; `ping` is `ansible all -m ping`, the floor any SSH tool pays. Converged"
+        " `up` is the fast path plus verify (one SSH round per host for both).\n\n"
         f"{table(rows)}\n\n![commands by cluster size]({CHART.name})\n",
         encoding="utf-8",
     )
