@@ -26,11 +26,15 @@ from k8s_provision.progress import operator_console
 @inventory_argument
 @inventory_options
 @limit_option
+@click.option(
+    "--full", is_flag=True, help="Run the check-mode site.yml even when the fast path matches."
+)
 @playbook_options
 @click.option("--json", "as_json", is_flag=True, help='Print {"changes": [...]} only.')
 def command(
     inventory_path: Path,
     limit: str | None,
+    full: bool,
     forks: int | None,
     verbosity: int,
     log_dir: Path,
@@ -45,7 +49,7 @@ def command(
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     console = operator_console(stderr=as_json)
     with phase_context(
-        cluster, inventory_path, run, console, limit=limit, lock_timeout=lock_timeout
+        cluster, inventory_path, run, console, limit=limit, lock_timeout=lock_timeout, full=full
     ) as ctx:
         changes = operations.plan(ctx).changes
     if as_json:

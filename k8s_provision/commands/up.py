@@ -38,6 +38,9 @@ from k8s_provision.progress import operator_console
     "--install-deps", is_flag=True, help="With --lab: apt-get install the lab's tools when missing."
 )
 @limit_option
+@click.option(
+    "--full", is_flag=True, help="Run site.yml even when the fast path finds nothing to change."
+)
 @playbook_options
 def command(
     inventory_path: Path | None,
@@ -45,6 +48,7 @@ def command(
     nodes: int,
     install_deps: bool,
     limit: str | None,
+    full: bool,
     forks: int | None,
     verbosity: int,
     log_dir: Path,
@@ -56,6 +60,9 @@ def command(
     \b
     0. take the cluster lock (see --lock-timeout);
     1. validate the inventory (exit 2 and every problem listed when it is wrong);
+       the fast path reads a fingerprint of every host in one SSH round: when the cluster
+       already matches, steps 2 and 3 are skipped (--full runs them anyway); otherwise they
+       run on the hosts that differ, or on all when a difference is cluster-wide;
     2. preflight every host over SSH, in parallel: reachable, root or working sudo, the OS
        family the inventory says, a Python the installed ansible-core can manage, clocks
        within 5 s, distinct machine ids; nothing is changed when this fails;
@@ -76,6 +83,6 @@ def command(
     console = operator_console()
     run = run_options(forks, verbosity, log_dir, ask_become_pass)
     with phase_context(
-        cluster, inventory_path, run, console, limit=limit, lock_timeout=lock_timeout
+        cluster, inventory_path, run, console, limit=limit, lock_timeout=lock_timeout, full=full
     ) as ctx:
         operations.up(ctx)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from k8s_provision.fastpath import Decision
 from k8s_provision.lifecycle import Change, Removal
 from k8s_provision.model import Cluster
 from k8s_provision.report import Report
@@ -40,7 +41,9 @@ class Context:
     limit: str | None = None
     hosts: list[str] = field(default_factory=list)  # add-node / remove-node arguments
     force: bool = False
+    full: bool = False  # --full: no fast path, site.yml runs
     lock_timeout: float = 0.0
+    fastpath: Decision | None = None
     result: RunResult | None = None
     changes: list[Change] = field(default_factory=list)
     removals: list[Removal] = field(default_factory=list)

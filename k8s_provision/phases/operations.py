@@ -9,12 +9,19 @@ from k8s_provision.phases.manager import Context, Phase, run_phases
 
 
 def up_phases() -> Sequence[Phase]:
-    return [steps.TakeLock("up"), steps.Preflight(), steps.Converge(), steps.Verify()]
+    return [
+        steps.TakeLock("up"),
+        steps.FastPath(),
+        steps.Preflight(),
+        steps.Converge(),
+        steps.Verify(),
+    ]
 
 
 def plan_phases() -> Sequence[Phase]:
-    """`up` itself, dry: the lock, preflight and a check-mode converge; nothing changes."""
-    return [steps.TakeLock("plan"), steps.Converge()]
+    """`up` itself, dry: the lock, the fast path and, when it finds differences, a check-mode
+    converge; nothing changes."""
+    return [steps.TakeLock("plan"), steps.FastPath(with_verify=False), steps.Converge()]
 
 
 def add_node_phases() -> Sequence[Phase]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from k8s_provision import lifecycle, membership, provision, runner, verify
+from k8s_provision import fastpath, lifecycle, membership, provision, runner, verify
 from k8s_provision.errors import OperationFailed
 from k8s_provision.lock import LOCK_DIR, ClusterLock
 from k8s_provision.model import Host
@@ -42,6 +42,44 @@ class TakeLock:
     dry_run = run
 
 
+def _converging(ctx: Context) -> bool:
+    """site.yml (and its preflight) runs unless the fast path found nothing to do."""
+    return ctx.fastpath is None or ctx.fastpath.run_playbook
+
+
+@dataclass
+class FastPath:
+    """One SSH round per host compares everything site.yml converges with what the inventory
+    and templates say; when all matches, preflight and site.yml are skipped. Differences
+    narrow site.yml to the differing hosts, or keep every host when one is cluster-wide. `up`
+    also reads verify's probes in the same round, so a matching cluster is read once."""
+
+    with_verify: bool = True
+    title: str = "fast path"
+
+    def should_run(self, ctx: Context) -> bool:
+        return True
+
+    def run(self, ctx: Context) -> None:
+        cluster = ctx.cluster
+        with ctx.out.status("fast path: reading every host's fingerprint over SSH"):
+            decision = fastpath.decide(
+                cluster,
+                full=ctx.full,
+                limit=ctx.limit,
+                hosts=provision.limited_hosts(cluster, ctx.limit),
+                also=(lambda host: verify.probes_for(cluster, host)) if self.with_verify else None,
+            )
+        ctx.out.note(decision.message)
+        if decision.run_playbook and decision.result is not None:
+            for line in fastpath.describe(decision.result):
+                ctx.out.note(f"  {line}")
+        ctx.fastpath = decision
+        ctx.limit = decision.limit
+
+    dry_run = run
+
+
 @dataclass
 class Preflight:
     """Reachable hosts, sudo, OS family, Python, clocks: nothing is changed when it fails.
@@ -51,7 +89,7 @@ class Preflight:
     title: str = "preflight"
 
     def should_run(self, ctx: Context) -> bool:
-        return True
+        return _converging(ctx)
 
     def run(self, ctx: Context) -> None:
         hosts = (
@@ -75,7 +113,7 @@ class Converge:
     title: str = "converge (site.yml)"
 
     def should_run(self, ctx: Context) -> bool:
-        return True
+        return _converging(ctx)
 
     def run(self, ctx: Context) -> None:
         hosts = provision.limited_hosts(ctx.cluster, ctx.limit)
@@ -106,8 +144,13 @@ class Verify:
         return True
 
     def run(self, ctx: Context) -> None:
+        decision = ctx.fastpath
         with ctx.out.status("verify: checking the cluster"):
-            ctx.health = verify.verify(ctx.cluster)
+            if decision is not None and not decision.run_playbook and decision.result is not None:
+                # Nothing ran since the fast path read verify's probes in its round.
+                ctx.health = verify.evaluate(ctx.cluster, decision.result.facts)
+            else:
+                ctx.health = verify.verify(ctx.cluster)
         ctx.out.report(ctx.health)
         if not ctx.health.ok:
             raise OperationFailed(

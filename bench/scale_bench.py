@@ -1,0 +1,142 @@
+"""Benchmark: how the commands scale with the cluster. For each lab size (3, 6, 12, 20 hosts
+by default) it records `lab up`, the first converge (site.yml), a converged `up` (the fast path
+and verify), `plan`, `verify`, `diagnose`, and the floor: `ansible all -m ping`. It writes the
+table and a chart (matplotlib: `pip install -e '.[bench]'`) into docs/performance.md.
+
+    sudo .venv/bin/python bench/scale_bench.py [--sizes 3,6,12,20] [--runs 3]
+
+Needs root; uses a lab of its own (k8spscale) and takes it down at the end. Each timed command
+runs as an operator runs it, a fresh process, so Python's and Ansible's start-up count on both
+sides of a ratio. The median of --runs is recorded; the load average is printed with it, since
+lab hosts share this machine's CPUs with everything else running."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from k8s_provision import lab
+
+BENCH_LAB = "k8spscale"
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DOC = REPO / "docs" / "performance.md"
+CHART = REPO / "docs" / "performance.png"
+COLUMNS = ("lab up", "first converge", "converged up", "plan", "verify", "diagnose", "ping")
+
+
+def timed(argv: Sequence[str], *, ok: tuple[int, ...] = (0,)) -> float:
+    started = time.monotonic()
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
+    elapsed = time.monotonic() - started
+    if result.returncode not in ok:
+        sys.exit(
+            f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout[-2000:]}"
+            f"\n{result.stderr[-2000:]}"
+        )
+    return elapsed
+
+
+def median(argv: Sequence[str], runs: int, *, ok: tuple[int, ...] = (0,)) -> float:
+    return statistics.median(timed(argv, ok=ok) for _ in range(runs))
+
+
+def measure(size: int, runs: int, out: Path) -> dict[str, float]:
+    config = lab.make_config(BENCH_LAB)
+    lab.down(config=config)
+    started = time.monotonic()
+    lab.up(nodes=size - 1, config=config)
+    row = {"lab up": time.monotonic() - started}
+    inv = str(config.inventory)
+    row["first converge"] = timed(
+        [str(BIN / "ansible-playbook"), "-i", inv, str(REPO / "playbooks" / "site.yml")]
+    )
+    k8sp = str(BIN / "k8s-provision")
+    row["converged up"] = median([k8sp, "up", inv], runs)
+    row["plan"] = median([k8sp, "plan", inv], runs)
+    row["verify"] = median([k8sp, "verify", inv], runs)
+    # diagnose exits 1 when it finds something (the lab's debian hosts lack the kube units).
+    row["diagnose"] = median(
+        [k8sp, "diagnose", inv, "-o", str(out / f"{size}.tar.gz")], runs, ok=(0, 1)
+    )
+    row["ping"] = median([str(BIN / "ansible"), "all", "-i", inv, "-m", "ping"], runs)
+    print(
+        f"{size} hosts: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in row.items())
+        + f"; load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    return row
+
+
+def table(rows: dict[int, dict[str, float]]) -> str:
+    head = "| hosts | " + " | ".join(COLUMNS) + " | converged up / ping | plan / ping | load |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
+    for size, row in sorted(rows.items()):
+        cells = " | ".join(f"{row[c]:.1f}" for c in COLUMNS)
+        ratios = (
+            f"{row['converged up'] / row['ping']:.2f} | {row['plan'] / row['ping']:.2f}"
+            f" | {row['load']:.1f}"
+        )
+        lines.append(f"| {size} | {cells} | {ratios} |")
+    return "\n".join(lines)
+
+
+def chart(rows: dict[int, dict[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a build machine
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(8, 5))
+    sizes = sorted(rows)
+    for column in COLUMNS[2:]:
+        axes.plot(sizes, [rows[s][column] for s in sizes], marker="o", label=column)
+    axes.set_xlabel("hosts")
+    axes.set_ylabel("seconds (median)")
+    axes.set_xticks(sizes)
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.savefig(CHART, dpi=100, bbox_inches="tight")
+
+
+def write(rows: dict[int, dict[str, float]]) -> None:
+    chart(rows)
+    DOC.write_text(
+        "# Performance\n\n"
+        "Written by `bench/scale_bench.py` on this project's 2-core test machine, shared with"
+        " other work (`load`: the 1-minute load average after the size's runs). Seconds, median"
+        " of the runs; `ping` is `ansible all -m ping`, the floor any SSH tool pays. Converged"
+        " `up` is the fast path plus verify (one SSH round per host for both).\n\n"
+        f"{table(rows)}\n\n![commands by cluster size]({CHART.name})\n",
+        encoding="utf-8",
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", default="3,6,12,20")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    lab.require_environment()
+    rows: dict[int, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="k8sp-scale-") as out:
+        try:
+            for size in (int(s) for s in args.sizes.split(",")):
+                rows[size] = measure(size, args.runs, Path(out))
+                write(rows)  # after each size: a long run stopped early keeps what it measured
+        finally:
+            lab.down(config=lab.make_config(BENCH_LAB))
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

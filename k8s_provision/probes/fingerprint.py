@@ -1,0 +1,158 @@
+"""Fingerprint probes: what site.yml converges on a host, read cheaply enough that a whole host
+fits in one batched script (`k8s_provision.fastpath` builds the list and compares it with the
+inventory). Each probe prints plain lines that its parser reads."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from k8s_provision.probes.base import Output, Probe
+
+
+@dataclass(frozen=True)
+class FileState:
+    """A path on the host: `kind` file, dir or missing; the rest empty when missing."""
+
+    path: str
+    kind: str
+    sha256: str = ""
+    mode: str = ""  # octal without leading zeros, as stat's %a prints it
+    owner: str = ""
+    group: str = ""
+
+
+def parse_files(output: Output) -> dict[str, FileState]:
+    states: dict[str, FileState] = {}
+    for line in output.stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 2 and fields[1] == "missing":
+            states[fields[0]] = FileState(fields[0], "missing")
+        elif len(fields) == 6:
+            path, kind, digest, mode, owner, group = fields
+            states[path] = FileState(path, kind, digest, mode, owner, group)
+    return states
+
+
+def files(paths: Sequence[str]) -> Probe[dict[str, FileState]]:
+    """SHA-256, mode, owner and group of each path; a directory has no digest."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    return Probe(
+        "fp-files",
+        f"for p in {quoted}; do"
+        ' if [ -f "$p" ]; then k=file; h=$(sha256sum < "$p" | cut -d" " -f1);'
+        ' elif [ -d "$p" ]; then k=dir; h=-;'
+        ' else printf "%s\\tmissing\\n" "$p"; continue; fi;'
+        ' printf "%s\\t%s\\t%s\\t%s\\n" "$p" "$k" "$h" "$(stat -c "%a\t%U\t%G" -- "$p")";'
+        " done",
+        parse_files,
+    )
+
+
+def parse_packages(output: Output) -> frozenset[str]:
+    """Installed names from dpkg's status words ("NAME install ok installed")."""
+    return frozenset(
+        line.split()[0]
+        for line in output.stdout.splitlines()
+        if line.rstrip().endswith(" install ok installed")
+    )
+
+
+def packages(query: str, names: Sequence[str]) -> Probe[frozenset[str]]:
+    """`query` is the packages role's own query command for the family."""
+    return Probe("fp-packages", f"{query} {' '.join(map(shlex.quote, names))}", parse_packages)
+
+
+@dataclass(frozen=True)
+class UnitRun:
+    load: str
+    active: str
+    file_state: str
+
+
+def parse_units(output: Output) -> dict[str, UnitRun]:
+    runs: dict[str, UnitRun] = {}
+    unit, props = "", dict[str, str]()
+    for line in [*output.stdout.splitlines(), "@unit "]:
+        if line.startswith("@unit "):
+            if unit:
+                runs[unit] = UnitRun(
+                    props.get("LoadState", ""),
+                    props.get("ActiveState", ""),
+                    props.get("UnitFileState", ""),
+                )
+            unit, props = line.removeprefix("@unit ").strip(), {}
+        else:
+            key, _, value = line.partition("=")
+            props[key] = value.strip()
+    return runs
+
+
+def units(names: Sequence[str]) -> Probe[dict[str, UnitRun]]:
+    """Load, active and enabled state of each unit."""
+    quoted = " ".join(shlex.quote(n) for n in names)
+    return Probe(
+        "fp-units",
+        f'for u in {quoted}; do echo "@unit $u";'
+        ' systemctl show -p LoadState -p ActiveState -p UnitFileState -- "$u.service"; done',
+        parse_units,
+    )
+
+
+@dataclass(frozen=True)
+class Kernel:
+    container: bool  # the host runs in a container, where kernel settings belong to its host
+    sysctl: dict[str, str]  # key -> live value ("" when unreadable)
+    modules: frozenset[str]  # of those asked for, the ones loaded
+
+
+def parse_kernel(output: Output) -> Kernel:
+    values: dict[str, str] = {}
+    modules: set[str] = set()
+    container = False
+    for line in output.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key == "@container":
+            container = value.strip() not in ("", "none")
+        elif key == "@module":
+            modules.add(value.strip())
+        elif key:
+            values[key.strip()] = value.strip()
+    return Kernel(container, values, frozenset(modules))
+
+
+def kernel(keys: Sequence[str], modules: Sequence[str]) -> Probe[Kernel]:
+    """Whether the host is a container, the live value of each sysctl key, and which of
+    `modules` are loaded (/sys/module lists built-in ones too)."""
+    loop = " ".join(shlex.quote(k) for k in keys)
+    loaded = " ".join(shlex.quote(m) for m in modules)
+    return Probe(
+        "fp-kernel",
+        'echo "@container=$(systemd-detect-virt -c 2>/dev/null)";'
+        f' for k in {loop}; do echo "$k=$(sysctl -n "$k" 2>/dev/null)"; done;'
+        f' for m in {loaded}; do [ -d "/sys/module/$m" ] && echo "@module=$m"; done; true',
+        parse_kernel,
+    )
+
+
+def text(name: str, command: str) -> Probe[str | None]:
+    """A command's stdout; None when it failed."""
+    return Probe(name, command, lambda out: out.stdout if out.exit_code == 0 else None)
+
+
+def lines(name: str, command: str) -> Probe[tuple[str, ...] | None]:
+    """A command's stdout split on whitespace; None when it failed."""
+    return Probe(
+        name, command, lambda out: tuple(out.stdout.split()) if out.exit_code == 0 else None
+    )
+
+
+def flannel_key(url: str, key: str) -> Probe[str | None]:
+    """The flannel network key as the flannel role reads it (etcdctl v2 `get`), trimmed; None
+    when it is absent or etcd does not answer."""
+    return Probe(
+        "fp-flannel-key",
+        f"ETCDCTL_API=2 etcdctl --endpoints={url} get {shlex.quote(key)}",
+        lambda out: out.stdout.strip() if out.exit_code == 0 else None,
+    )

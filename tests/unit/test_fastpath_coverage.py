@@ -1,0 +1,109 @@
+"""Nothing site.yml manages escapes the fingerprint: every task of its roles that changes a
+host maps to a fingerprint kind on some layout (redhat with firewalld open or disabled,
+debian, in a container or not), and what the model plans (files, units) is in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from k8s_provision import facts, inventory
+from k8s_provision.fastpath import playbook
+from k8s_provision.fastpath.expected import KINDS, Covered, _Reader, expected
+from k8s_provision.fastpath.playbook import Task, Variables
+from k8s_provision.model import Cluster
+from k8s_provision.render import planned_files
+
+REPO = Path(__file__).resolve().parent.parent.parent
+REFERENCE = REPO / "inventories" / "reference.ini"
+
+
+def layouts(tmp: Path) -> list[Cluster]:
+    text = REFERENCE.read_text()
+    variants = {
+        "reference": text,
+        "disable": text.replace("firewall_mode=open", "firewall_mode=disable"),
+        "debian": text.replace("k8s_os_family=redhat", "k8s_os_family=debian"),
+    }
+    clusters = []
+    for name, content in variants.items():
+        path = tmp / f"{name}.ini"
+        path.write_text(content)
+        clusters.append(inventory.load(path))
+    return clusters
+
+
+@pytest.fixture(scope="module")
+def clusters(tmp_path_factory: pytest.TempPathFactory) -> list[Cluster]:
+    return layouts(tmp_path_factory.mktemp("layouts"))
+
+
+def all_state_changing_tasks() -> set[tuple[str, str]]:
+    tasks = set()
+    for play in playbook.plays():
+        for role in play.roles:
+            tasks |= {(t.source, t.name) for t in playbook.role_tasks(role) if t.changes_state}
+    return tasks
+
+
+def test_every_state_changing_task_maps_to_a_fingerprint_kind(clusters: list[Cluster]) -> None:
+    covered: set[Covered] = set()
+    for cluster in clusters:
+        for host in cluster.hosts:
+            for container in (False, True):
+                covered |= set(expected(cluster, host, in_container=container).coverage)
+    assert {c.kind for c in covered} <= set(KINDS)
+    missing = all_state_changing_tasks() - {(c.source, c.task) for c in covered}
+    assert missing == set(), f"site.yml tasks the fingerprint does not cover: {missing}"
+
+
+def test_the_walk_sees_every_kind_of_module_the_roles_use() -> None:
+    modules = {
+        t.module
+        for play in playbook.plays()
+        for role in play.roles
+        for t in playbook.role_tasks(role)
+        if t.changes_state
+    }
+    # A module outside this set is new: teach expected.py what it changes, then add it here.
+    assert modules == {
+        "blockinfile",
+        "command",
+        "copy",
+        "file",
+        "hostname",
+        "package",
+        "raw",
+        "replace",
+        "systemd_service",
+        "template",
+        "uri",
+        "yum_repository",
+    }
+
+
+def test_what_the_model_plans_is_in_the_fingerprint(clusters: list[Cluster]) -> None:
+    reference = clusters[0]
+    for host in reference.hosts:
+        spec = expected(reference, host)
+        assert {f.dest for f in planned_files(reference, host)} <= {f.path for f in spec.files}
+        assert [u.name for u in spec.units] == list(facts.host_units(host))
+        assert set(spec.restarts) == set(facts.host_units(host)) - {"docker"}
+
+
+def test_a_task_the_fingerprint_cannot_place_fails_loudly(clusters: list[Cluster]) -> None:
+    cluster = clusters[0]
+    host = cluster.host("node1")
+    task = Task(
+        role="prerequisites",
+        source="roles/prerequisites/tasks/main.yml",
+        name="Edit a file line by line",
+        module="lineinfile",
+        args={"path": "/etc/example", "line": "x"},
+        data={},
+        conditions=(),
+    )
+    reader = _Reader(cluster, host, in_container=False)
+    with pytest.raises(ValueError, match="not in the fingerprint"):
+        reader.task(Variables(("prerequisites",), reader.k8s), task, [])
