@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from k8s_provision import lab
 from k8s_provision.commands.lab import group
 from k8s_provision.errors import OperationFailed, UsageError
+from k8s_provision.lab import rootfs, system
 
 
 @pytest.fixture
@@ -288,12 +289,12 @@ def test_state_of_another_lab_is_refused(cfg: lab.LabConfig) -> None:
 
 
 def test_process_identity() -> None:
-    own = lab._start_time(os.getpid())
+    own = system.process_start_time(os.getpid())
     assert own is not None
-    assert lab._alive(lab.HostState("x", "1.2.3.4", os.getpid(), own))
+    assert system.alive(lab.HostState("x", "1.2.3.4", os.getpid(), own))
     # Same PID, other start time: a reused PID is not ours (what a reboot leaves behind).
-    assert not lab._alive(lab.HostState("x", "1.2.3.4", os.getpid(), own + 1))
-    assert lab._start_time(2**22 + 1) is None
+    assert not system.alive(lab.HostState("x", "1.2.3.4", os.getpid(), own + 1))
+    assert system.process_start_time(2**22 + 1) is None
 
 
 # --- environment checks ------------------------------------------------------------------
@@ -401,16 +402,18 @@ def test_concurrent_builders_build_once(short_dir: Path, monkeypatch: pytest.Mon
         (target / "etc/os-release").write_text("bookworm\n")
 
     monkeypatch.setenv("K8S_PROVISION_LAB_MIRROR", "http://mirror.example/debian")
-    monkeypatch.setattr(lab, "_dpkg_arch", lambda: "amd64")
-    monkeypatch.setattr(lab, "_debootstrap", fake_debootstrap)
-    monkeypatch.setattr(lab, "_customize_base", lambda root, key: None)
+    monkeypatch.setattr(rootfs, "_dpkg_arch", lambda: "amd64")
+    monkeypatch.setattr(rootfs, "_debootstrap", fake_debootstrap)
+    monkeypatch.setattr(rootfs, "_customize_base", lambda root, key: None)
     cache = short_dir / "cache"
     stale = cache / "rootfs" / f".build-{lab.recipe_key('amd64')}-99999"
     stale.mkdir(parents=True)  # what a killed builder leaves behind
 
     results: list[Path] = []
     threads = [
-        threading.Thread(target=lambda: results.append(lab._ensure_base(cache, lab._Progress())))
+        threading.Thread(
+            target=lambda: results.append(rootfs.ensure_base(cache, system.Progress()))
+        )
         for _ in range(3)
     ]
     for thread in threads:
