@@ -20,6 +20,7 @@ api (the operations below), kubernetes (the server binaries built from Debian's 
 """
 
 from k8s_provision.lab.api import (
+    build_kubernetes,
     down,
     install_dependencies,
     inventory_path,
@@ -89,6 +90,7 @@ __all__ = [
     "LabStatus",
     "apt_source",
     "base_info",
+    "build_kubernetes",
     "check_nodes",
     "down",
     "etcd_members",

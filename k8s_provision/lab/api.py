@@ -21,6 +21,7 @@ from k8s_provision.lab.config import (
     with_host,
 )
 from k8s_provision.lab.inventory import refresh_hosts_files, write_access_files
+from k8s_provision.lab.kubernetes import ensure_binaries, missing_build_tools
 from k8s_provision.lab.machines import (
     create_lab,
     leftovers,
@@ -78,11 +79,14 @@ def require_environment() -> None:
         raise UsageError("the lab cannot run on this machine", details=problems)
 
 
-def install_dependencies() -> None:
-    """apt-get the packages that provide the missing tools (the `--install-deps` option)."""
+def install_dependencies(*, kubernetes: bool = True) -> None:
+    """apt-get the packages that provide the missing tools (the `--install-deps` option),
+    including what the Kubernetes build needs when `kubernetes`."""
     if os.geteuid() != 0:
         raise UsageError("--install-deps needs root: run it with sudo")
     packages = sorted({_TOOLS[tool] for tool in _TOOLS if shutil.which(tool) is None})
+    if kubernetes:
+        packages += missing_build_tools()
     if not packages:
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -95,14 +99,21 @@ def install_dependencies() -> None:
             )
 
 
-def up(nodes: int = 2, *, config: LabConfig | None = None, install_deps: bool = False) -> LabState:
+def up(
+    nodes: int = 2,
+    *,
+    config: LabConfig | None = None,
+    install_deps: bool = False,
+    kubernetes: bool = True,
+) -> LabState:
     """Start the lab, or bring a running one to `nodes` nodes. A running lab is left alone (a
     quick no-op); missing, dead or powered-off hosts are (re)started; nodes are never removed.
-    State left by a lab whose network is gone (a machine reboot) is cleaned up first."""
+    State left by a lab whose network is gone (a machine reboot) is cleaned up first. With
+    `kubernetes` a new lab's hosts get the Kubernetes server binaries (built once, cached)."""
     cfg = config or make_config()
     check_nodes(nodes)
     if install_deps:
-        install_dependencies()
+        install_dependencies(kubernetes=kubernetes)
     require_environment()
     progress = Progress()
     with lab_lock(cfg, progress):
@@ -114,7 +125,9 @@ def up(nodes: int = 2, *, config: LabConfig | None = None, install_deps: bool = 
             teardown(cfg, state)
             state = None
         if state is None:
-            state = create_lab(cfg, ensure_base(cfg.cache_dir, progress), progress)
+            base = ensure_base(cfg.cache_dir, progress)
+            binaries = ensure_binaries(cfg.cache_dir, progress) if kubernetes else None
+            state = create_lab(cfg, base, binaries, progress)
         wanted = lab_hosts(max(nodes, state.node_count))
         to_start = [
             (name, address)
@@ -169,3 +182,9 @@ def inventory_path(*, config: LabConfig | None = None) -> Path:
     if not cfg.inventory.exists() or load_state(cfg) is None:
         raise UsageError(f"lab {cfg.name} is not up: run `k8s-provision lab up` first")
     return cfg.inventory
+
+
+def build_kubernetes(*, config: LabConfig | None = None) -> Path:
+    """The cached Kubernetes server binaries' directory, built first when missing."""
+    cfg = config or make_config()
+    return ensure_binaries(cfg.cache_dir, Progress())

@@ -121,6 +121,8 @@ class LabState:
     config: LabConfig
     base: Path
     hosts: tuple[HostState, ...]
+    # The cached Kubernetes server binaries the hosts get, or None for an etcd-only lab.
+    kubernetes: Path | None = None
 
     @property
     def inventory(self) -> Path:
@@ -222,6 +224,7 @@ def state_to_json(state: LabState) -> str:
             "version": 1,
             "name": state.config.name,
             "base": str(state.base),
+            "kubernetes": str(state.kubernetes) if state.kubernetes else None,
             "hosts": [
                 {
                     "name": h.name,
@@ -254,7 +257,13 @@ def state_from_json(config: LabConfig, text: str) -> LabState:
         )
         for h in data["hosts"]
     )
-    return LabState(config=config, base=Path(data["base"]), hosts=hosts)
+    kubernetes = data.get("kubernetes")
+    return LabState(
+        config=config,
+        base=Path(data["base"]),
+        hosts=hosts,
+        kubernetes=Path(kubernetes) if kubernetes else None,
+    )
 
 
 def with_host(state: LabState, host: HostState) -> LabState:

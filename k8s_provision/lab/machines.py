@@ -27,6 +27,7 @@ from k8s_provision.lab.config import (
     with_host,
 )
 from k8s_provision.lab.inventory import hosts_file_text
+from k8s_provision.lab.kubernetes import BINARIES, install_kubernetes
 from k8s_provision.lab.network import (
     close_ssh_masters,
     create_host_network,
@@ -72,7 +73,7 @@ _JOIN_CGROUPS_AND_EXEC = (
 )
 
 
-def create_lab(cfg: LabConfig, base: Path, progress: Progress) -> LabState:
+def create_lab(cfg: LabConfig, base: Path, kubernetes: Path | None, progress: Progress) -> LabState:
     with progress.step(f"creating lab network {cfg.net_ns}"):
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         cfg.control_dir.mkdir(mode=0o700, exist_ok=True)
@@ -83,7 +84,7 @@ def create_lab(cfg: LabConfig, base: Path, progress: Progress) -> LabState:
                 "ssh-keygen for the lab key",
             )
         cfg.key.chmod(0o600)
-        state = LabState(config=cfg, base=base, hosts=())
+        state = LabState(config=cfg, base=base, hosts=(), kubernetes=kubernetes)
         save_state(state)
         ns = cfg.net_ns
         run(["ip", "netns", "add", ns], f"create netns {ns}")
@@ -107,10 +108,10 @@ def start_hosts(
     everyone = {(h.name, h.address) for h in state.hosts} | set(hosts)
     hosts_file = sorted(everyone, key=host_order)
     with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
-        list(pool.map(lambda h: _prepare_host(cfg, state.base, h[0], h[1], hosts_file), hosts))
+        list(pool.map(lambda h: _prepare_host(cfg, state, h[0], h[1], hosts_file), hosts))
     for name, address in hosts:
         cgroups = _create_cgroups(cfg.name, name)
-        pid = _launch(cfg, name, cfg.host_root(name), cgroups)
+        pid = _launch(cfg, name, cfg.host_root(name), cgroups, state.kubernetes)
         host = HostState(
             name, address, pid, process_start_time(pid), tuple(str(c) for c in cgroups)
         )
@@ -139,7 +140,7 @@ def _ensure_inotify_instances(progress: Progress) -> None:
 
 
 def _prepare_host(
-    cfg: LabConfig, base: Path, name: str, address: str, hosts: Sequence[tuple[str, str]]
+    cfg: LabConfig, state: LabState, name: str, address: str, hosts: Sequence[tuple[str, str]]
 ) -> None:
     host_dir = cfg.host_dir(name)
     for sub in ("upper", "work", "root"):
@@ -148,9 +149,11 @@ def _prepare_host(
     root = cfg.host_root(name)
     if not is_mounted(root):
         upper, work = host_dir / "upper", host_dir / "work"
-        options = f"lowerdir={base},upperdir={upper},workdir={work}"
+        options = f"lowerdir={state.base},upperdir={upper},workdir={work}"
         run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], f"mount {name} disk")
     _prepare_root(cfg, root, name, hosts)
+    if state.kubernetes is not None:
+        install_kubernetes(root, name)
 
 
 def _prepare_root(cfg: LabConfig, root: Path, name: str, hosts: Sequence[tuple[str, str]]) -> None:
@@ -188,7 +191,11 @@ def _own_cgroup(controller: str) -> str | None:
     return None
 
 
-def _launch(cfg: LabConfig, name: str, root: Path, cgroups: Sequence[Path]) -> int:
+def _launch(
+    cfg: LabConfig, name: str, root: Path, cgroups: Sequence[Path], kubernetes: Path | None
+) -> int:
+    # The binaries stay in the cache, shared read-only by every host, where the RPMs put them.
+    binds = [f"--bind-ro={kubernetes / b}:/usr/bin/{b}" for b in BINARIES] if kubernetes else []
     nspawn = [
         "systemd-nspawn",
         "--boot",
@@ -203,6 +210,7 @@ def _launch(cfg: LabConfig, name: str, root: Path, cgroups: Sequence[Path]) -> i
         "--resolv-conf=off",
         "--timezone=off",
         "--link-journal=no",
+        *binds,
     ]
     argv = [
         "sh",

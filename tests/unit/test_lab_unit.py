@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from k8s_provision import lab
 from k8s_provision.commands.lab import group
 from k8s_provision.errors import OperationFailed, UsageError
-from k8s_provision.lab import rootfs, system
+from k8s_provision.lab import kubernetes, rootfs, system
 
 
 @pytest.fixture
@@ -430,3 +430,81 @@ def test_concurrent_builders_build_once(short_dir: Path, monkeypatch: pytest.Mon
     assert info["key"] == results[0].name
     assert isinstance(info["size_bytes"], int)
     assert info["size_bytes"] > 0
+
+
+def test_deb_src_entry_follows_the_machines_archive() -> None:
+    text = kubernetes.deb_src_stanza("http://mirror.example/debian", Path("/k.gpg"))
+    assert text.splitlines() == [
+        "Types: deb-src",
+        "URIs: http://mirror.example/debian",
+        "Suites: bookworm",
+        "Components: main",
+        "Signed-By: /k.gpg",
+    ]
+
+
+def _fake_tools(bin_dir: Path, make_body: str) -> None:
+    """`apt-get source` unpacking an empty tree, and a `make` whose body the test chooses."""
+    bin_dir.mkdir()
+    scripts = {
+        "apt-get": 'mkdir -p "kubernetes-1.20.2/_output/local/bin/linux/amd64"\n',
+        "make": make_body,
+    }
+    for name, body in scripts.items():
+        path = bin_dir / name
+        path.write_text(f"#!/bin/sh\n{body}")
+        path.chmod(0o755)
+
+
+def test_kubernetes_build_caches_by_version(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = "_output/local/bin/linux/amd64"
+    make = "".join(
+        f'echo "+++ [x] building {b}"; echo {b} > {out}/{b}\n' for b in kubernetes.BINARIES
+    )
+    _fake_tools(short_dir / "bin", make)
+    monkeypatch.setenv("PATH", f"{short_dir / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(kubernetes, "missing_build_tools", list)
+    monkeypatch.setattr(kubernetes, "source_version", lambda: "1.20.2-1")
+    cache = short_dir / "cache"
+
+    built = kubernetes.ensure_binaries(cache, system.Progress())
+
+    assert built == kubernetes.binaries_dir(cache, "1.20.2-1")
+    assert (built / "kubelet").read_text() == "kubelet\n"
+    assert kubernetes.cached_versions(cache) == ["1.20.2-1"]
+    info = kubernetes.build_info(cache, "1.20.2-1")
+    assert info is not None
+    assert isinstance(info["build_seconds"], int)
+    assert not list(kubernetes.kubernetes_dir(cache).glob(".build-*"))
+    # A second call finds the cache and builds nothing: a make that fails proves it.
+    _fake_tools(short_dir / "bin2", "exit 2\n")
+    monkeypatch.setenv("PATH", f"{short_dir / 'bin2'}:{os.environ['PATH']}")
+    assert kubernetes.ensure_binaries(cache, system.Progress()) == built
+
+
+def test_kubernetes_build_failure_names_the_log(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_tools(short_dir / "bin", "echo 'go: module lookup disabled'; exit 2\n")
+    monkeypatch.setenv("PATH", f"{short_dir / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(kubernetes, "missing_build_tools", list)
+    monkeypatch.setattr(kubernetes, "source_version", lambda: "1.20.2-1")
+
+    with pytest.raises(OperationFailed) as err:
+        kubernetes.ensure_binaries(short_dir / "cache", system.Progress())
+
+    assert "building Kubernetes failed" in err.value.message
+    assert "go: module lookup disabled" in err.value.details
+    assert kubernetes.cached_versions(short_dir / "cache") == []
+
+
+def test_kubernetes_build_names_missing_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(kubernetes, "missing_build_tools", lambda: ["golang-go", "jq"])
+    with pytest.raises(UsageError) as err:
+        kubernetes.ensure_binaries(Path("/nonexistent"), system.Progress())
+    assert err.value.details == ["run `apt-get install -y golang-go jq`"]
