@@ -92,6 +92,10 @@ class LabConfig:
         return self.state_dir / "ssh_config"
 
     @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
     def control_dir(self) -> Path:
         return self.state_dir / "cp"
 

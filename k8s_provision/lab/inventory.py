@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from k8s_provision.lab.config import NETNS_DIR, LabConfig, LabState, etcd_members
+from k8s_provision.lab.kubernetes import KUBE_VERSION, KUBELET_RUNTIME_ARGS, PAUSE_IMAGE
 from k8s_provision.lab.system import is_mounted, write_file
 
 
@@ -17,9 +18,13 @@ def proxy_command(config: LabConfig, python: str = sys.executable) -> str:
     return shlex.join([*argv, "k8s_provision.lab_relay"]) + " %h %p"
 
 
-def inventory_text(config: LabConfig, hosts: Sequence[tuple[str, str]], python: str) -> str:
+def inventory_text(
+    config: LabConfig, hosts: Sequence[tuple[str, str]], python: str, *, kubernetes: bool = False
+) -> str:
     """The lab's Ansible inventory. Plain ansible, ansible-playbook and paramiko (which honours
-    ProxyCommand) use it from the machine's own netns, with host key checking on."""
+    ProxyCommand) use it from the machine's own netns, with host key checking on. With
+    `kubernetes` (the hosts have the server binaries) it selects Kubernetes 1.20 and the lab's
+    PKI, pause image and container runtime."""
 
     def line(name: str, address: str) -> str:
         return f"{name} ansible_host={address} ip={address}"
@@ -53,7 +58,25 @@ def inventory_text(config: LabConfig, hosts: Sequence[tuple[str, str]], python: 
         "# from reusing a connection to another lab's host.",
         f"ansible_control_path_dir={config.control_dir}",
     ]
+    if kubernetes:
+        sections += [f"{name}={value}" for name, value in kubernetes_vars(config).items()]
     return "\n".join(sections) + "\n"
+
+
+def kubernetes_vars(config: LabConfig) -> dict[str, str]:
+    """The lab's Kubernetes settings: the version its binaries are (1.20, secure port only),
+    the PKI made for it, and the pause image and runtime its hosts have locally."""
+    return {
+        "kube_version": KUBE_VERSION,
+        "kube_api_port": "6443",
+        # ServiceAccount works here: the PKI has the service account key pair.
+        "kube_admission_control": (
+            "NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota,NodeRestriction"
+        ),
+        "kube_pki_source": str(config.pki_dir),
+        "kube_pod_infra_image": PAUSE_IMAGE,
+        "kubelet_extra_args": " ".join(KUBELET_RUNTIME_ARGS),
+    }
 
 
 def ssh_config_text(config: LabConfig, hosts: Sequence[tuple[str, str]], python: str) -> str:
@@ -114,5 +137,6 @@ def write_access_files(cfg: LabConfig, state: LabState) -> None:
         lines += known_hosts_lines(host.name, host.address, keys)
     pairs = [(h.name, h.address) for h in state.hosts]
     write_file(cfg.known_hosts, "\n".join(lines) + "\n", only_if_changed=True)
-    write_file(cfg.inventory, inventory_text(cfg, pairs, sys.executable), only_if_changed=True)
+    inventory = inventory_text(cfg, pairs, sys.executable, kubernetes=state.kubernetes is not None)
+    write_file(cfg.inventory, inventory, only_if_changed=True)
     write_file(cfg.ssh_config, ssh_config_text(cfg, pairs, sys.executable), only_if_changed=True)

@@ -40,6 +40,15 @@ BUILD_TOOLS = {
     "jq": "jq",
     "make": "make",
 }
+# What the binaries report (Debian's 1.20.5+really1.20.2 is upstream 1.20.2).
+KUBE_VERSION = "1.20.2"
+# Built in the rootfs and imported into containerd's k8s.io namespace: nothing can be pulled.
+PAUSE_IMAGE = "k8s-provision.local/pause:1.0"
+# The kubelet talks CRI to the lab's containerd (1.20's built-in runtime is dockershim).
+KUBELET_RUNTIME_ARGS = (
+    "--container-runtime=remote",
+    "--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+)
 SOURCES_FILE = Path("/etc/apt/sources.list.d/k8s-provision-src.sources")
 
 _BUILD_LOCK_TIMEOUT = 3 * 3600.0
