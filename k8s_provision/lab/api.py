@@ -144,9 +144,21 @@ def up(
         if added:
             refresh_hosts_files(cfg, state)
         write_access_files(cfg, state)
+        if state.kubernetes is not None:
+            _ensure_lab_pki(cfg, progress)
         if to_start:
             wait_ready(cfg, state, [name for name, _ in to_start], progress)
         return state
+
+
+def _ensure_lab_pki(cfg: LabConfig, progress: Progress) -> None:
+    """Certificates for the hosts in the lab inventory (its kube_pki_source): made once, and
+    for a host that joined, made for it too."""
+    # Imported here: ansible-core loads only for a lab with Kubernetes, never for `lab --help`.
+    from k8s_provision import inventory, pki
+
+    with progress.step("making the lab's cluster certificates"):
+        pki.ensure_pki(inventory.load(cfg.inventory), cfg.pki_dir)
 
 
 def down(*, config: LabConfig | None = None) -> None:
