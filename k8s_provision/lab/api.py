@@ -6,6 +6,7 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from k8s_provision.errors import OperationFailed, UsageError
@@ -32,6 +33,7 @@ from k8s_provision.lab.machines import (
 )
 from k8s_provision.lab.network import netns_exists
 from k8s_provision.lab.rootfs import ensure_base
+from k8s_provision.lab.ssh import ssh_run
 from k8s_provision.lab.state import load_state
 from k8s_provision.lab.system import Progress, alive, lab_lock, run_state
 
@@ -148,7 +150,17 @@ def up(
             _ensure_lab_pki(cfg, progress)
         if to_start:
             wait_ready(cfg, state, [name for name, _ in to_start], progress)
+        if added and state.kubernetes is not None:
+            _apply_pod_routes(cfg, state, [name for name, _ in to_start])
         return state
+
+
+def _apply_pod_routes(cfg: LabConfig, state: LabState, started: Sequence[str]) -> None:
+    """Hosts that were already running route to the new nodes' pod subnets too."""
+    for host in state.hosts:
+        if host.name not in started:
+            unit = "k8s-provision-lab-routes.service"
+            ssh_run(host.name, ["systemctl", "restart", unit], config=cfg, check=True)
 
 
 def _ensure_lab_pki(cfg: LabConfig, progress: Progress) -> None:

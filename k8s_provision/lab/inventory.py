@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from k8s_provision.lab.config import NETNS_DIR, LabConfig, LabState, etcd_members
+from k8s_provision.lab.kubehost import write_pod_routes
 from k8s_provision.lab.kubernetes import KUBE_VERSION, KUBELET_RUNTIME_ARGS, PAUSE_IMAGE
 from k8s_provision.lab.system import is_mounted, write_file
 
@@ -76,6 +77,8 @@ def kubernetes_vars(config: LabConfig) -> dict[str, str]:
         "kube_pki_source": str(config.pki_dir),
         "kube_pod_infra_image": PAUSE_IMAGE,
         "kubelet_extra_args": " ".join(KUBELET_RUNTIME_ARGS),
+        # nf_conntrack_max is global to the machine and read-only inside the hosts.
+        "kube_proxy_extra_args": "--conntrack-max-per-core=0",
     }
 
 
@@ -120,12 +123,16 @@ def known_hosts_lines(name: str, address: str, public_keys: Sequence[str]) -> li
 
 
 def refresh_hosts_files(cfg: LabConfig, state: LabState) -> None:
-    """New hosts joined: rewrite /etc/hosts on the running ones through their mounted disks."""
-    text = hosts_file_text([(h.name, h.address) for h in state.hosts])
+    """New hosts joined: rewrite /etc/hosts (and, with Kubernetes, the routes to the nodes'
+    pod subnets) on the running ones through their mounted disks."""
+    pairs = [(h.name, h.address) for h in state.hosts]
+    text = hosts_file_text(pairs)
     for host in state.hosts:
         root = cfg.host_root(host.name)
         if is_mounted(root):
             write_file(root / "etc/hosts", text)
+            if state.kubernetes is not None:
+                write_pod_routes(root, host.address, pairs)
 
 
 def write_access_files(cfg: LabConfig, state: LabState) -> None:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TextIO
 
 from k8s_provision.errors import OperationFailed, UsageError
+from k8s_provision.lab import images
 from k8s_provision.lab.rootfs import SUITE, apt_source
-from k8s_provision.lab.system import Progress, flock, remove_tree, run, tail, write_file
+from k8s_provision.lab.system import Progress, flock, remove_tree, tail, write_file
 
 SOURCE_PACKAGE = "kubernetes"
 BINARIES = (
@@ -49,6 +50,8 @@ KUBELET_RUNTIME_ARGS = (
     "--container-runtime=remote",
     "--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
 )
+# The image archive beside the binaries, bound into hosts with its directory.
+PAUSE_ARCHIVE = "images/pause.tar"
 SOURCES_FILE = Path("/etc/apt/sources.list.d/k8s-provision-src.sources")
 
 _BUILD_LOCK_TIMEOUT = 3 * 3600.0
@@ -70,9 +73,7 @@ def cached_versions(cache_dir: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(
-        d.name
-        for d in root.iterdir()
-        if not d.name.startswith(".") and all((d / "bin" / b).is_file() for b in BINARIES)
+        d.name for d in root.iterdir() if not d.name.startswith(".") and _complete(d / "bin")
     )
 
 
@@ -120,15 +121,37 @@ def ensure_binaries(cache_dir: Path, progress: Progress) -> Path:
             details=["check `apt-cache showsrc kubernetes` and the deb-src entries"],
         )
     final = binaries_dir(cache_dir, version)
-    if all((final / b).is_file() for b in BINARIES):
+    if _complete(final):
         return final
     root = kubernetes_dir(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
     with flock(root / f"{version}.lock", _BUILD_LOCK_TIMEOUT, progress, "Kubernetes build"):
-        if all((final / b).is_file() for b in BINARIES):
-            return final
-        _build(root, version, progress)
+        if not all((final / b).is_file() for b in BINARIES):
+            _build(root, version, progress)
+        if not (final / PAUSE_ARCHIVE).is_file():
+            _build_pause_image(final, root, progress)
     return final
+
+
+def _complete(bin_dir: Path) -> bool:
+    return all((bin_dir / b).is_file() for b in (*BINARIES, PAUSE_ARCHIVE))
+
+
+def _build_pause_image(bin_dir: Path, root: Path, progress: Progress) -> None:
+    """The lab's pause image (pod sandbox and test workload), from pause/pause.go."""
+    work = root / f".pause-{os.getpid()}"
+    work.mkdir(exist_ok=True)
+    try:
+        with progress.step(f"building the pause image {PAUSE_IMAGE}"):
+            binary = images.build_pause(work / "pause", work)
+            archive = images.image_archive(binary.read_bytes(), PAUSE_IMAGE)
+            (bin_dir / "images").mkdir(exist_ok=True)
+            staged = work / "pause.tar"
+            staged.write_bytes(archive)
+            staged.chmod(0o644)
+            staged.replace(bin_dir / PAUSE_ARCHIVE)
+    finally:
+        remove_tree(work)
 
 
 def build_info(cache_dir: Path, version: str) -> dict[str, object] | None:
@@ -226,30 +249,3 @@ def _add_deb_src(progress: Progress) -> None:
 def _run_plain(argv: list[str]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-
-
-def install_kubernetes(root: Path, host: str) -> None:
-    """What the CentOS kubernetes-master/-node RPMs install besides the binaries (which are bound
-    in read-only at boot): the units, /etc/kubernetes, /var/lib/kubelet and the `kube` user."""
-    units = Path(__file__).with_name("units")
-    for unit in sorted(units.glob("*.service")):
-        write_file(root / "usr/lib/systemd/system" / unit.name, unit.read_text())
-    for directory in ("etc/kubernetes", "var/lib/kubelet"):
-        (root / directory).mkdir(parents=True, exist_ok=True)
-    passwd = (root / "etc/passwd").read_text()
-    if not any(line.startswith("kube:") for line in passwd.splitlines()):
-        run(
-            [
-                "chroot",
-                str(root),
-                "useradd",
-                "--system",
-                "--no-create-home",
-                "--home-dir",
-                "/",
-                "--shell",
-                "/usr/sbin/nologin",
-                "kube",
-            ],
-            f"create the kube user on {host}",
-        )

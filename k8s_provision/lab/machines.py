@@ -27,7 +27,7 @@ from k8s_provision.lab.config import (
     with_host,
 )
 from k8s_provision.lab.inventory import hosts_file_text
-from k8s_provision.lab.kubernetes import BINARIES, install_kubernetes
+from k8s_provision.lab.kubehost import install_kubernetes, nspawn_options
 from k8s_provision.lab.network import (
     close_ssh_masters,
     create_host_network,
@@ -68,6 +68,9 @@ _MIN_INOTIFY_INSTANCES = 1024
 # The launcher joins the lab's cgroups before it becomes systemd-nspawn, so each host gets its
 # own cgroup subtree (otherwise all hosts share one at the cgroup root). Paths come in as
 # positional arguments, never as shell text.
+# The v1 controllers besides memory a pod-running host gets its own subtree in.
+_POD_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "pids", "devices", "freezer", "blkio")
+
 _JOIN_CGROUPS_AND_EXEC = (
     'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 )
@@ -110,7 +113,7 @@ def start_hosts(
     with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
         list(pool.map(lambda h: _prepare_host(cfg, state, h[0], h[1], hosts_file), hosts))
     for name, address in hosts:
-        cgroups = _create_cgroups(cfg.name, name)
+        cgroups = _create_cgroups(cfg.name, name, all_controllers=state.kubernetes is not None)
         pid = _launch(cfg, name, cfg.host_root(name), cgroups, state.kubernetes)
         host = HostState(
             name, address, pid, process_start_time(pid), tuple(str(c) for c in cgroups)
@@ -153,7 +156,7 @@ def _prepare_host(
         run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], f"mount {name} disk")
     _prepare_root(cfg, root, name, hosts)
     if state.kubernetes is not None:
-        install_kubernetes(root, name)
+        install_kubernetes(root, name, address, hosts)
 
 
 def _prepare_root(cfg: LabConfig, root: Path, name: str, hosts: Sequence[tuple[str, str]]) -> None:
@@ -170,17 +173,37 @@ def _prepare_root(cfg: LabConfig, root: Path, name: str, hosts: Sequence[tuple[s
     run(["chroot", str(root), "ssh-keygen", "-A"], f"generate {name}'s SSH host keys")
 
 
-def _create_cgroups(lab: str, host: str) -> list[Path]:
+def _create_cgroups(lab: str, host: str, *, all_controllers: bool = False) -> list[Path]:
+    """The host's cgroups. With `all_controllers` (a host that runs pods) it gets its own
+    subtree in every v1 controller too: the kubelet creates its `kubepods` there, and two
+    nodes sharing a controller's root would manage each other's pods."""
     dirs = [CGROUP_ROOT / "systemd" / lab / host]
     if (CGROUP_ROOT / "unified" / "cgroup.procs").exists():
         dirs.append(CGROUP_ROOT / "unified" / lab / host)
-    memory = _own_cgroup("memory")
-    if memory is not None and (CGROUP_ROOT / "memory" / "cgroup.procs").exists():
-        # A child of our own memory cgroup: the machine may account and limit us there.
-        dirs.append(CGROUP_ROOT / "memory" / memory.lstrip("/") / lab / host)
+    controllers = ["memory", *(_POD_CONTROLLERS if all_controllers else ())]
+    for controller in controllers:
+        own = _own_cgroup(controller)
+        if own is not None and (CGROUP_ROOT / controller / "cgroup.procs").exists():
+            # A child of our own cgroup: the machine may account and limit us there.
+            dirs.append(CGROUP_ROOT / controller / own.lstrip("/") / lab / host)
     for path in dirs:
-        path.mkdir(parents=True, exist_ok=True)
+        _mkdir_cgroup(path)
     return dirs
+
+
+def _mkdir_cgroup(path: Path) -> None:
+    """mkdir -p; a new cpuset cgroup starts with no CPUs or memory nodes, and a process can
+    join it only once they are copied from its parent."""
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        directory.mkdir()
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if (directory / name).exists():
+                (directory / name).write_text((directory.parent / name).read_text())
 
 
 def _own_cgroup(controller: str) -> str | None:
@@ -194,8 +217,7 @@ def _own_cgroup(controller: str) -> str | None:
 def _launch(
     cfg: LabConfig, name: str, root: Path, cgroups: Sequence[Path], kubernetes: Path | None
 ) -> int:
-    # The binaries stay in the cache, shared read-only by every host, where the RPMs put them.
-    binds = [f"--bind-ro={kubernetes / b}:/usr/bin/{b}" for b in BINARIES] if kubernetes else []
+    extra = nspawn_options(cfg, name, kubernetes) if kubernetes else []
     nspawn = [
         "systemd-nspawn",
         "--boot",
@@ -204,13 +226,13 @@ def _launch(
         # Without these two nspawn asks the (absent) system bus to register the machine.
         "--register=no",
         "--keep-unit",
-        "--capability=CAP_NET_ADMIN",
+        *(["--capability=CAP_NET_ADMIN"] if not kubernetes else []),
         f"--network-namespace-path={NETNS_DIR / cfg.host_ns(name)}",
         "--console=passive",
         "--resolv-conf=off",
         "--timezone=off",
         "--link-journal=no",
-        *binds,
+        *extra,
     ]
     argv = [
         "sh",

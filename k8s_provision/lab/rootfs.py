@@ -23,6 +23,9 @@ SUITE = "bookworm"
 
 # Everything the lab hosts need, installed at build time: lab hosts have no registry access.
 PACKAGES = (
+    # containerd (CRI) runs the kubelets' pods; the CNI bridge/host-local plugins wire them.
+    "containerd",
+    "containernetworking-plugins",
     "curl",
     "dbus",
     "etcd-client",
@@ -38,6 +41,7 @@ PACKAGES = (
     "procps",
     "python3",
     "python3-apt",  # without it Ansible's apt module tries to install it from the network
+    "runc",
     "sudo",
     "systemd",
     "systemd-sysv",
@@ -45,7 +49,7 @@ PACKAGES = (
 
 
 # Bump when `_customize_base` changes what the image contains: it is part of the cache key.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 _BUILD_LOCK_TIMEOUT = 1800.0
@@ -230,6 +234,11 @@ def _customize_base(root: Path, key: str) -> None:
     # Debian enables etcd at install; a first boot would bootstrap a one-member cluster whose
     # data dir then overrides ETCD_INITIAL_CLUSTER. The playbooks start it when configured.
     run(["chroot", str(root), "systemctl", "disable", "--quiet", "etcd.service"], "disable etcd")
+    # Only hosts of a lab with Kubernetes run containerd (they enable it when installed).
+    run(
+        ["chroot", str(root), "systemctl", "disable", "--quiet", "containerd.service"],
+        "disable containerd",
+    )
     shutil.rmtree(root / "var/lib/etcd/default", ignore_errors=True)
     write_file(root / "etc/k8s-provision-lab", f"base rootfs recipe {key}\n")
 

@@ -29,7 +29,7 @@ def unit_inputs() -> dict[str, tuple[list[str], list[str]]]:
     """Per component: the environment files its unit reads and the variables it expands
     (the units are shaped like the CentOS RPM units: same files, same variables)."""
     inputs = {}
-    for unit in sorted(UNITS.glob("*.service")):
+    for unit in sorted(UNITS.glob("kube*.service")):
         text = unit.read_text()
         files = re.findall(r"^EnvironmentFile=-?(\S+)$", text, re.M)
         variables = re.findall(r"\$(\w+)", text)

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from click.testing import CliRunner
 from k8s_provision import lab
 from k8s_provision.commands.lab import group
 from k8s_provision.errors import OperationFailed, UsageError
-from k8s_provision.lab import kubernetes, rootfs, system
+from k8s_provision.lab import images, kubernetes, rootfs, system
 
 
 @pytest.fixture
@@ -456,6 +457,11 @@ def _fake_tools(bin_dir: Path, make_body: str) -> None:
         path.chmod(0o755)
 
 
+def _fake_pause(out: Path, work: Path) -> Path:
+    out.write_bytes(b"\x7fELF pause")
+    return out
+
+
 def test_kubernetes_build_caches_by_version(
     short_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -468,12 +474,17 @@ def test_kubernetes_build_caches_by_version(
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(kubernetes, "missing_build_tools", list)
     monkeypatch.setattr(kubernetes, "source_version", lambda: "1.20.2-1")
+    monkeypatch.setattr(images, "build_pause", _fake_pause)
     cache = short_dir / "cache"
 
     built = kubernetes.ensure_binaries(cache, system.Progress())
 
     assert built == kubernetes.binaries_dir(cache, "1.20.2-1")
     assert (built / "kubelet").read_text() == "kubelet\n"
+    with tarfile.open(built / kubernetes.PAUSE_ARCHIVE) as archive:
+        index = json.loads(archive.extractfile("index.json").read())  # type: ignore[union-attr]
+    annotations = index["manifests"][0]["annotations"]
+    assert annotations["io.containerd.image.name"] == kubernetes.PAUSE_IMAGE
     assert kubernetes.cached_versions(cache) == ["1.20.2-1"]
     info = kubernetes.build_info(cache, "1.20.2-1")
     assert info is not None
