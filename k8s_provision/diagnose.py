@@ -366,13 +366,17 @@ def diagnose_probes(cluster: Cluster, host: Host, since: str) -> list[Probe]:
             ),
         ]
     if host.is_master:
-        api = f"http://{cluster.master.ip}:{s.kube_api_port}"
+        # From 1.20 only the secure port: the cluster CA and the admin kubeconfig of the PKI.
+        secure = s.kube_minor >= 20
+        api = f"{'https' if secure else 'http'}://{cluster.master.ip}:{s.kube_api_port}"
+        tls = " --cacert /etc/kubernetes/pki/ca.crt" if secure else ""
+        credentials = " --kubeconfig /etc/kubernetes/pki/admin.kubeconfig" if secure else ""
         # kubectl get nodes and componentstatuses are verify's probes (JSON), not run twice.
         # Each kubectl costs a Go start-up: run them only when something answers on the port.
         kubectl = (
-            f"curl -s -m 3 -o /dev/null {api}/healthz"
+            f"curl -s -m 3{tls} -o /dev/null {api}/healthz"
             f" || {{ echo 'nothing answers on {api}: kubectl not run' >&2; exit 7; }};"
-            f" kubectl -s {api}"
+            f" kubectl -s {api}{credentials}"
         )
         probes += [
             Probe("kubectl-get-pods", f"{kubectl} get pods --all-namespaces -o wide"),
@@ -1191,6 +1195,8 @@ def host_vars(
         (m for m in healthy if m != host.name), others[0] if others else host.name
     )
     api_url = str(ctx["kube_master_url"])
+    if s.kube_minor >= 20:
+        api_url = f"https://{cluster.master.ip}:{s.kube_api_port}"
     conn = host.connection
     return {
         "host": host.name,
