@@ -38,7 +38,7 @@ def group() -> None:
     default=True,
     show_default=True,
     help="Give a new lab's hosts the Kubernetes server binaries (built once from Debian's "
-    "source package and cached; the first build takes 30-60 min).",
+    "source package and cached; the first build takes about 20 min).",
 )
 def up(nodes: int, install_deps: bool, kubernetes: bool) -> None:
     """Start the lab (a no-op when it is already up) and print its inventory path last."""

@@ -86,7 +86,8 @@ def install_kubernetes(
         "etc/kubernetes",
         "var/lib/kubelet",
         "etc/cni/net.d",
-        "etc/k8s-provision-lab",
+        "etc/containerd",
+        "etc/k8s-provision",
     ):
         (root / directory).mkdir(parents=True, exist_ok=True)
     write_file(root / "etc/containerd/config.toml", containerd_config())
@@ -107,7 +108,7 @@ def install_kubernetes(
 
 
 def write_pod_routes(root: Path, address: str, hosts: Sequence[tuple[str, str]]) -> None:
-    write_file(root / "etc/k8s-provision-lab/pod-routes", pod_routes(address, hosts))
+    write_file(root / "etc/k8s-provision/lab-pod-routes", pod_routes(address, hosts))
 
 
 def nspawn_options(cfg: LabConfig, host: str, binaries: Path) -> list[str]:
