@@ -222,6 +222,7 @@ def _logged(
     assert proc.stdout is not None
     for line in proc.stdout:
         log.write(line)
+        log.flush()  # `tail -f` on the log follows a build that takes minutes
         if (milestone := _MILESTONE.match(line)) is not None:
             progress.detail(milestone.group(1).strip().rstrip(":"))
         elif line.startswith("    ") and line.strip():

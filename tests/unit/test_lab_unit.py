@@ -3,6 +3,7 @@ Nothing here needs root or boots a host."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -22,7 +23,7 @@ from click.testing import CliRunner
 from k8s_provision import lab
 from k8s_provision.commands.lab import group
 from k8s_provision.errors import OperationFailed, UsageError
-from k8s_provision.lab import images, kubernetes, rootfs, system
+from k8s_provision.lab import images, kubehost, kubernetes, rootfs, system
 
 
 @pytest.fixture
@@ -519,3 +520,50 @@ def test_kubernetes_build_names_missing_tools(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(UsageError) as err:
         kubernetes.ensure_binaries(Path("/nonexistent"), system.Progress())
     assert err.value.details == ["run `apt-get install -y golang-go jq`"]
+
+
+def test_kubernetes_lab_inventory_loads_as_a_1_20_cluster(
+    cfg: lab.LabConfig, tmp_path: Path
+) -> None:
+    from k8s_provision import inventory
+
+    path = tmp_path / "inventory.ini"
+    text = lab.inventory_text(cfg, lab.lab_hosts(2), "/opt/venv/bin/python", kubernetes=True)
+    path.write_text(text)
+    settings = inventory.load(path).settings
+    assert settings.kube_version == kubernetes.KUBE_VERSION
+    assert settings.kube_minor == 20
+    assert settings.kube_api_port == 6443
+    assert settings.kube_pki_source == str(cfg.pki_dir)
+    assert settings.kube_pod_infra_image == kubernetes.PAUSE_IMAGE
+    assert "--container-runtime=remote" in settings.kubelet_extra_args
+
+
+def test_pod_subnets_routes_and_cni_follow_the_flannel_network() -> None:
+    hosts = lab.lab_hosts(2)
+    assert [str(kubehost.pod_subnet(a)) for _, a in hosts] == [
+        "172.17.1.0/24",
+        "172.17.2.0/24",
+        "172.17.3.0/24",
+    ]
+    assert kubehost.pod_routes("192.168.10.2", hosts) == (
+        "172.17.1.0/24 192.168.10.1\n172.17.3.0/24 192.168.10.3\n"
+    )
+    config = json.loads(kubehost.cni_config("192.168.10.3"))
+    bridge = config["plugins"][0]
+    assert bridge["type"] == "bridge"
+    assert bridge["ipam"]["ranges"] == [[{"subnet": "172.17.3.0/24"}]]
+    assert f'sandbox_image = "{kubernetes.PAUSE_IMAGE}"' in kubehost.containerd_config()
+
+
+def test_pause_image_archive_is_reproducible() -> None:
+    first = images.image_archive(b"binary", "example.local/pause:1")
+    assert first == images.image_archive(b"binary", "example.local/pause:1")
+    assert first != images.image_archive(b"other", "example.local/pause:1")
+    with tarfile.open(fileobj=io.BytesIO(first)) as archive:
+        names = archive.getnames()
+        index = json.loads(archive.extractfile("index.json").read())  # type: ignore[union-attr]
+    assert "oci-layout" in names and len([n for n in names if n.startswith("blobs/")]) == 3
+    assert index["manifests"][0]["annotations"]["io.containerd.image.name"] == (
+        "example.local/pause:1"
+    )
