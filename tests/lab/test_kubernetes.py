@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def test_a_pod_of_the_local_image_runs_on_each_node(
             pod = pods(healthy)[f"probe-{node}"]
             assert pod["spec"]["nodeName"] == node
             address = cluster.host(node).address
-            assert pod["status"]["podIP"] in pod_subnet(address)
+            assert ip_address(pod["status"]["podIP"]) in pod_subnet(address)
             # Across the lab network: the master routes to each node's pod subnet.
             on(healthy, "master", f"ping -c 1 -W 3 {pod['status']['podIP']}")
     finally:
@@ -163,7 +164,7 @@ def test_wrong_etcd_address_in_the_apiserver_config(
         healthy,
         "master",
         "sed -i 's|^KUBE_ETCD_SERVERS=.*|KUBE_ETCD_SERVERS=\"--etcd-servers=http://192.168.10.250:2379\"|'"
-        " /etc/kubernetes/apiserver && systemctl restart kube-apiserver",
+        " /etc/kubernetes/apiserver && systemctl restart --no-block kube-apiserver",
     )
     found = _diagnosed(healthy, tmp_path, "master", "apiserver-etcd-unreachable")
     assert "192.168.10.250:2379" in found["diagnosis"]
