@@ -166,6 +166,15 @@ def test_wrong_etcd_address_in_the_apiserver_config(
         "sed -i 's|^KUBE_ETCD_SERVERS=.*|KUBE_ETCD_SERVERS=\"--etcd-servers=http://192.168.10.250:2379\"|'"
         " /etc/kubernetes/apiserver && systemctl restart --no-block kube-apiserver",
     )
+    # The apiserver logs the failed dial a few seconds after it starts.
+    dialing = (
+        "journalctl -u kube-apiserver --since=-1min --no-pager | grep -c 'Error while dialing'"
+    )
+    wait_for(
+        "kube-apiserver logs the etcd dial error",
+        lambda: lab_api.ssh_run("master", dialing, config=healthy.config).stdout.strip() != "0",
+        timeout=60,
+    )
     found = _diagnosed(healthy, tmp_path, "master", "apiserver-etcd-unreachable")
     assert "192.168.10.250:2379" in found["diagnosis"]
     apply_fix(healthy, found["fix"])
