@@ -13,6 +13,7 @@ from typing import Any
 from ansible.release import __version__ as ansible_version
 
 from k8s_provision.model import Cluster, Host
+from k8s_provision.probes.http import Api
 
 # Units in start order, and the role that runs each.
 UNITS_BY_ROLE: tuple[tuple[str, str], ...] = (
@@ -118,17 +119,50 @@ def etcd_local_url(cluster: Cluster) -> str:
     return f"http://127.0.0.1:{cluster.settings.etcd_client_port}"
 
 
+# Where the lab's PKI (k8s_provision.pki) puts the cluster CA and the admin kubeconfig.
+PKI_DIR = "/etc/kubernetes/pki"
+
+
+def api_secure(cluster: Cluster) -> bool:
+    """From 1.20 the API server has no insecure port: clients use the secure port with the
+    cluster CA and a client certificate."""
+    return cluster.settings.kube_minor >= 20
+
+
+def _api_scheme(cluster: Cluster) -> str:
+    return "https" if api_secure(cluster) else "http"
+
+
 def api_url(cluster: Cluster) -> str:
-    """The master's insecure API port, as every host reaches it."""
-    return f"http://{cluster.master.ip}:{cluster.settings.kube_api_port}"
+    """The master's API port as every host reaches it: insecure up to 1.19, TLS from 1.20."""
+    return f"{_api_scheme(cluster)}://{cluster.master.ip}:{cluster.settings.kube_api_port}"
 
 
 def api_local_url(cluster: Cluster) -> str:
-    """The insecure API port from the master itself: where kube-apiserver binds, or loopback
-    when it binds every address."""
+    """The API port from the master itself: where kube-apiserver binds, or loopback when it
+    binds every address (127.0.0.1 is in the serving certificate)."""
     address = cluster.settings.kube_api_address
     local = "127.0.0.1" if address == "0.0.0.0" else address  # noqa: S104 -- compared, not bound
-    return f"http://{local}:{cluster.settings.kube_api_port}"
+    return f"{_api_scheme(cluster)}://{local}:{cluster.settings.kube_api_port}"
+
+
+def api_ca(cluster: Cluster) -> str:
+    """The CA file clients check the secure port with; empty for the insecure port."""
+    return f"{PKI_DIR}/ca.crt" if api_secure(cluster) else ""
+
+
+def admin_kubeconfig(cluster: Cluster) -> str:
+    """The admin's kubeconfig on the master for kubectl; empty for the insecure port."""
+    return f"{PKI_DIR}/admin.kubeconfig" if api_secure(cluster) else ""
+
+
+# The kubelet's own health endpoint (its --healthz-port default, on loopback only).
+KUBELET_HEALTHZ_URL = "http://127.0.0.1:10248/healthz"
+
+
+def api_client(cluster: Cluster) -> Api:
+    """How verify and diagnose reach the API server from the master."""
+    return Api(api_url(cluster), api_ca(cluster), admin_kubeconfig(cluster))
 
 
 def context(cluster: Cluster, host: Host) -> dict[str, Any]:
@@ -146,4 +180,6 @@ def context(cluster: Cluster, host: Host) -> dict[str, Any]:
         "etcd_local_url": etcd_local_url(cluster),
         "api_url": api_url(cluster),
         "api_local_url": api_local_url(cluster),
+        "api_ca": api_ca(cluster),
+        "kubelet_healthz_url": KUBELET_HEALTHZ_URL,
     }

@@ -17,6 +17,8 @@ ROLE_ETCD = "etcd"
 OS_FAMILIES = ("redhat", "debian")
 FLANNEL_BACKENDS = ("udp", "vxlan", "host-gw")
 FIREWALL_MODES = ("open", "disable")
+# Kubernetes versions whose flags the templates know (CentOS 7 extras, the lab's Debian source).
+KUBE_VERSIONS = ("1.5", "1.20")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,14 @@ class Settings:
     kube_scheduler_extra_args: str
     kubelet_extra_args: str
     kube_proxy_extra_args: str
+    kube_version: str
+    kube_pki_source: str
+    kube_binaries_provided: bool
+
+    @property
+    def kube_minor(self) -> int:
+        """The minor version (5 or 20): the flags that changed between releases follow it."""
+        return int(self.kube_version.split(".")[1])
 
 
 @dataclass(frozen=True)

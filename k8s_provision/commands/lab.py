@@ -33,11 +33,25 @@ def group() -> None:
     is_flag=True,
     help="apt-get install debootstrap, systemd-container and friends when missing.",
 )
-def up(nodes: int, install_deps: bool) -> None:
+@click.option(
+    "--kubernetes/--no-kubernetes",
+    default=True,
+    show_default=True,
+    help="Give a new lab's hosts the Kubernetes server binaries (built once from Debian's "
+    "source package and cached; the first build takes about 20 min).",
+)
+def up(nodes: int, install_deps: bool, kubernetes: bool) -> None:
     """Start the lab (a no-op when it is already up) and print its inventory path last."""
-    state = lab.up(nodes=nodes, install_deps=install_deps)
+    state = lab.up(nodes=nodes, install_deps=install_deps, kubernetes=kubernetes)
     _print_table(lab.status(config=state.config))
     click.echo(state.inventory)
+
+
+@group.command()
+def build() -> None:
+    """Build the Kubernetes server binaries into the cache (what the first `lab up` does), and
+    print their directory. A cached build is reused."""
+    click.echo(lab.build_kubernetes())
 
 
 @group.command()

@@ -73,7 +73,7 @@ def diagnose_probes(cluster: Cluster, host: Host, since: str) -> list[Probe[Any]
         ]
     if host.is_master:
         # kubectl get nodes and componentstatuses are verify's probes (JSON), not run twice.
-        api = facts.api_url(cluster)
+        api = facts.api_client(cluster)
         probes += [
             http.kubectl_if_up("kubectl-get-pods", api, "get pods --all-namespaces -o wide"),
             http.kubectl_if_up("kubectl-get-events", api, "get events --all-namespaces"),

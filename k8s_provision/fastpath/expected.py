@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from k8s_provision import facts, service_state
@@ -165,7 +166,7 @@ class _Reader:
 
     def __init__(self, cluster: Cluster, host: Host, in_container: bool) -> None:
         self.cluster, self.host = cluster, host
-        # The value the k8s_context lookup gives the roles: the context plus the facts.
+        # The value the context lookup gives the roles: the context plus the facts.
         self.k8s = {**host_context(cluster, host.name), "facts": facts.context(cluster, host)}
         self.rendered = render_host(cluster, host.name)
         self.extra = {**_BARE_HOST, "prerequisites_in_container": in_container}
@@ -251,6 +252,8 @@ class _Reader:
         if task.module == "template":
             loop = v.with_task(task).render(task.data["loop"])
             items = [dict(i) for i in loop]
+        elif "src" in args:
+            return self.tree(v, task)
         else:
             dest = v.with_task(task).render(args["dest"])
             content = v.with_task(task).render(args["content"])
@@ -272,6 +275,24 @@ class _Reader:
                 self.out.sysctl = {
                     str(k): str(x) for k, x in v.value("prerequisites_sysctl").items()
                 }
+        return "file"
+
+    def tree(self, v: Variables, task: Task) -> str:
+        """A controller directory copied whole (`src` ends in /): each file under it lands
+        under `dest` with the task's owner and mode (the certificates of kube_pki_source)."""
+        args = v.with_task(task)
+        source = Path(str(args.render(task.args["src"])))
+        dest = str(args.render(task.args["dest"]))
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            target = f"{dest.rstrip('/')}/{path.relative_to(source)}"
+            self.out.files[target] = ExpectedFile(
+                target,
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+                _mode(task.args["mode"]),
+                str(task.args["owner"]),
+                str(task.args["group"]),
+                "",
+            )
         return "file"
 
     def directory(self, v: Variables, task: Task) -> str:

@@ -1,6 +1,6 @@
 """site.yml as data: its plays, the tasks of their roles (include_tasks and include_role
 followed) and the roles' variables, evaluated for one host with the same `k8s` context the
-`k8s_context` lookup hands the roles.
+`k8s_provision.cluster.context` lookup hands the roles.
 
 The fingerprint takes what a host must hold from here (packages, units, kernel settings, ...)
 instead of from a second hand-kept list, and the coverage test walks the same tasks to prove

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shlex
+from dataclasses import dataclass
 
 from k8s_provision.probes.base import Output, Probe, raw
 
@@ -28,24 +30,43 @@ def curl_error(output: Output) -> str:
     return re.sub(r"^curl: \(\d+\) ", "", lines[-1])
 
 
-def healthz(api_url: str) -> Probe[Output]:
-    return Probe("healthz", f"{CURL} {api_url}/healthz", raw)
+@dataclass(frozen=True)
+class Api:
+    """How a client on the master reaches the API server: its URL, and from 1.20 (no insecure
+    port) the cluster CA and the admin kubeconfig (facts.api_ca, facts.admin_kubeconfig)."""
+
+    url: str
+    ca: str = ""
+    kubeconfig: str = ""
+
+    @property
+    def curl_tls(self) -> str:
+        return f" --cacert {shlex.quote(self.ca)}" if self.ca else ""
+
+    @property
+    def kubectl(self) -> str:
+        credentials = f" --kubeconfig {shlex.quote(self.kubeconfig)}" if self.kubeconfig else ""
+        return f"kubectl -s {self.url}{credentials}"
 
 
-def kubectl_json(name: str, api_url: str, resource: str) -> Probe[Output]:
+def healthz(api: Api) -> Probe[Output]:
+    return Probe("healthz", f"{CURL}{api.curl_tls} {api.url}/healthz", raw)
+
+
+def kubectl_json(name: str, api: Api, resource: str) -> Probe[Output]:
     """`kubectl get RESOURCE -o json`. The full resource name: 1.5 discovery has no short names,
     so `cs` is unknown. No --request-timeout: kubectl 1.5 may lack it; the probe's `timeout`
     bounds it."""
-    return Probe(name, f"kubectl -s {api_url} get {resource} -o json", raw)
+    return Probe(name, f"{api.kubectl} get {resource} -o json", raw)
 
 
-def kubectl_if_up(name: str, api_url: str, arguments: str) -> Probe[Output]:
+def kubectl_if_up(name: str, api: Api, arguments: str) -> Probe[Output]:
     """kubectl's text view for the bundle. Each kubectl costs a Go start-up: run it only when
     something answers on the API port."""
     return Probe(
         name,
-        f"curl -s -m 3 -o /dev/null {api_url}/healthz"
-        f" || {{ echo 'nothing answers on {api_url}: kubectl not run' >&2; exit 7; }};"
-        f" kubectl -s {api_url} {arguments}",
+        f"curl -s -m 3{api.curl_tls} -o /dev/null {api.url}/healthz"
+        f" || {{ echo 'nothing answers on {api.url}: kubectl not run' >&2; exit 7; }};"
+        f" {api.kubectl} {arguments}",
         raw,
     )

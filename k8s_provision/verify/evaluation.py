@@ -13,7 +13,12 @@ from k8s_provision.report import Check, Report
 from k8s_provision.verify.api import componentstatus_check, healthz_check, kubectl_json, nodes_check
 from k8s_provision.verify.context import Context, not_installed
 from k8s_provision.verify.etcd import etcd_health_check, etcd_members_check
-from k8s_provision.verify.flannel import docker0_check, flannel_state, lease_check
+from k8s_provision.verify.flannel import (
+    docker0_check,
+    flannel_absent,
+    flannel_state,
+    lease_check,
+)
 from k8s_provision.verify.security import etcd_plaintext_check, insecure_port_check
 from k8s_provision.verify.units import unit_check
 
@@ -65,7 +70,7 @@ def evaluate(cluster: Cluster, collected: Mapping[str, HostFacts]) -> Report:
                     )
                 )
             else:
-                checks.append(not_installed(host, "flannel:lease", "flanneld"))
+                checks.append(flannel_absent(ctx, host, "flannel:lease"))
         if host.is_node:
             if ctx.installed(host, "docker"):
                 checks.append(

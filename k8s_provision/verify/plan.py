@@ -31,7 +31,7 @@ def probes_for(cluster: Cluster, host: Host) -> list[Probe[Any]]:
     if host.is_node:
         probes.append(network.docker0())
     if host.is_master:
-        api = facts.api_url(cluster)
+        api = facts.api_client(cluster)
         probes += [
             http.healthz(api),
             http.kubectl_json("kubectl-cs", api, "componentstatuses"),

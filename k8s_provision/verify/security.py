@@ -3,6 +3,7 @@ port reachable from other hosts."""
 
 from __future__ import annotations
 
+from k8s_provision import facts
 from k8s_provision.model import Host
 from k8s_provision.probes import network
 from k8s_provision.probes.network import is_loopback, listeners
@@ -13,6 +14,14 @@ from k8s_provision.verify.context import Context, not_installed
 def insecure_port_check(ctx: Context, master: Host) -> Check:
     name = "security:insecure-port"
     port = ctx.cluster.settings.kube_api_port
+    if facts.api_secure(ctx.cluster):
+        return Check(
+            master.name,
+            name,
+            "pass",
+            f"Kubernetes {ctx.cluster.settings.kube_version} has no insecure port: port {port}"
+            " is TLS and needs a client certificate",
+        )
     sockets = ctx.read(master.name, network.listening())
     if sockets is None:
         # No ss: judge by what the inventory tells kube-apiserver to bind.

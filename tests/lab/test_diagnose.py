@@ -23,6 +23,7 @@ import pytest
 from k8s_provision import lab as lab_api
 from k8s_provision import render, verify
 from k8s_provision.model import Cluster
+from tests.lab import hosts
 
 pytestmark = pytest.mark.lab
 
@@ -340,7 +341,7 @@ def test_powered_off_host_is_unreachable_and_the_others_are_collected(
     spare_lab_config: lab_api.LabConfig, tmp_path: Path
 ) -> None:
     state = lab_api.up(nodes=2, config=spare_lab_config)
-    lab_api.power_off("node1", config=spare_lab_config)
+    hosts.power_off("node1", config=spare_lab_config)
     code, document = cli_diagnose(state.inventory, tmp_path / "b.tar.gz")
     assert code == 1
     down = finding(document, "node1", "host-unreachable")

@@ -15,6 +15,8 @@ import paramiko
 import pytest
 
 from k8s_provision import lab as lab_api
+from k8s_provision.lab import network, system
+from tests.lab import hosts
 
 pytestmark = pytest.mark.lab
 
@@ -174,11 +176,11 @@ def test_grow_power_cycle_and_down_leave_nothing(spare_lab_config: lab_api.LabCo
 
     # Power off one host: the others keep running; it comes back with its own disk.
     identity = run_on(cfg, "node1", "cat /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub")
-    off = lab_api.power_off("node1", config=cfg)
+    off = hosts.power_off("node1", config=cfg)
     states = {h.name: h.state for h in lab_api.status(config=cfg).hosts}
     assert states == {"master": "running", "node1": "off", "node2": "running", "node3": "running"}
     assert run_on(cfg, "master", "ping -c1 -W1 node1 >/dev/null || echo down") == "down"
-    on = lab_api.power_on("node1", config=cfg)
+    on = hosts.power_on("node1", config=cfg)
     assert run_on(cfg, "node1", "cat /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub") == identity
     unchanged = {h: p for h, p in pids(on).items() if h != "node1"}
     assert unchanged == {h: p for h, p in pids(off).items() if h != "node1"}
@@ -248,16 +250,16 @@ def simulate_reboot(cfg: lab_api.LabConfig, state: lab_api.LabState) -> None:
         os.kill(host.pid, signal.SIGKILL)
     for host in state.hosts:
         for _ in range(100):
-            if lab_api._start_time(host.pid or 0) is None:
+            if system.process_start_time(host.pid or 0) is None:
                 break
-            lab_api._reap(host.pid or 0)
+            system.reap(host.pid or 0)
             time.sleep(0.05)
         for cgroup in host.cgroups:
-            lab_api._kill_cgroup(Path(cgroup))
-            lab_api._remove_cgroup(Path(cgroup))
+            system.kill_cgroup(Path(cgroup))
+            system.remove_cgroup(Path(cgroup))
         subprocess.run(["umount", str(cfg.host_root(host.name))], check=True)
         subprocess.run(["ip", "netns", "delete", cfg.host_ns(host.name)], check=True)
-    lab_api._kill_relays(cfg)
+    network.kill_relays(cfg)
     subprocess.run(["ip", "netns", "delete", cfg.net_ns], check=True)
 
 
@@ -273,7 +275,7 @@ def processes_in_netns(netns: Path) -> set[int]:
             continue
         if (ns.st_dev, ns.st_ino) == (target.st_dev, target.st_ino):
             found.add(int(proc.name))
-    return {pid for pid in found if lab_api._start_time(pid) is not None}
+    return {pid for pid in found if system.process_start_time(pid) is not None}
 
 
 def lab_leftovers(config: lab_api.LabConfig, hosts: list[lab_api.HostState]) -> list[str]:
@@ -293,7 +295,7 @@ def lab_leftovers(config: lab_api.LabConfig, hosts: list[lab_api.HostState]) -> 
         cgroup = lab_api.CGROUP_ROOT / hierarchy / config.name
         if cgroup.exists():
             found.append(f"cgroup {cgroup}")
-    found += [f"process {h.pid} ({h.name})" for h in hosts if lab_api._alive(h)]
+    found += [f"process {h.pid} ({h.name})" for h in hosts if system.alive(h)]
     if config.state_dir.exists():
         found.append(f"state dir {config.state_dir}")
     return found

@@ -76,7 +76,7 @@ def site(lab: lab_api.LabState) -> subprocess.CompletedProcess[str]:
             str(Path(sys.executable).parent / "ansible-playbook"),
             "-i",
             str(lab.inventory),
-            str(REPO / "playbooks" / "site.yml"),
+            "k8s_provision.cluster.site",
         ],
         capture_output=True,
         text=True,

@@ -267,6 +267,20 @@ CASES = [
         fix="master# ss -ltnp | grep ':8080 '",
     ),
     Case(
+        "apiserver given a wrong etcd address (the line logged on the 1.20 lab)",
+        failed_with(
+            "master",
+            "kube-apiserver",
+            "W1130 10:46:03.150930 1035 clientconn.go:1223] grpc: addrConn.createTransport failed"
+            " to connect to {http://192.168.10.250:2379  <nil> 0 <nil>}. Err :connection error:"
+            ' desc = "transport: Error while dialing dial tcp 192.168.10.250:2379: connect: no'
+            ' route to host". Reconnecting...',
+        ),
+        (("master", "kube-apiserver", "apiserver-etcd-unreachable"),),
+        absent=("unit-failed",),
+        fix="master# grep KUBE_ETCD_SERVERS /etc/kubernetes/apiserver",
+    ),
+    Case(
         "flannel network key deleted",
         key_gone,
         (("master", "flannel", "flannel-network-key-missing"),),

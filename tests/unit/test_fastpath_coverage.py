@@ -26,6 +26,15 @@ def layouts(tmp: Path) -> list[Cluster]:
         "disable": text.replace("firewall_mode=open", "firewall_mode=disable"),
         "debian": text.replace("k8s_os_family=redhat", "k8s_os_family=debian"),
     }
+    # The lab's Kubernetes 1.20 layout: binaries on the hosts, certificates copied from a PKI
+    # directory on the controller (one file per host stands in for the bundle).
+    pki = tmp / "pki"
+    for host in ("master", "node1", "node2"):
+        (pki / "hosts" / host).mkdir(parents=True)
+        (pki / "hosts" / host / "ca.crt").write_text(f"certificate of {host}\n")
+    variants["lab"] = (REPO / "tests" / "unit" / "data" / "lab-1.20.ini").read_text() + (
+        f"kube_pki_source={pki}\nkube_binaries_provided=true\n"
+    )
     clusters = []
     for name, content in variants.items():
         path = tmp / f"{name}.ini"

@@ -3,6 +3,7 @@ Nothing here needs root or boots a host."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -10,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from click.testing import CliRunner
 from k8s_provision import lab
 from k8s_provision.commands.lab import group
 from k8s_provision.errors import OperationFailed, UsageError
+from k8s_provision.lab import images, kubehost, kubernetes, rootfs, system
 
 
 @pytest.fixture
@@ -288,12 +291,12 @@ def test_state_of_another_lab_is_refused(cfg: lab.LabConfig) -> None:
 
 
 def test_process_identity() -> None:
-    own = lab._start_time(os.getpid())
+    own = system.process_start_time(os.getpid())
     assert own is not None
-    assert lab._alive(lab.HostState("x", "1.2.3.4", os.getpid(), own))
+    assert system.alive(lab.HostState("x", "1.2.3.4", os.getpid(), own))
     # Same PID, other start time: a reused PID is not ours (what a reboot leaves behind).
-    assert not lab._alive(lab.HostState("x", "1.2.3.4", os.getpid(), own + 1))
-    assert lab._start_time(2**22 + 1) is None
+    assert not system.alive(lab.HostState("x", "1.2.3.4", os.getpid(), own + 1))
+    assert system.process_start_time(2**22 + 1) is None
 
 
 # --- environment checks ------------------------------------------------------------------
@@ -401,16 +404,18 @@ def test_concurrent_builders_build_once(short_dir: Path, monkeypatch: pytest.Mon
         (target / "etc/os-release").write_text("bookworm\n")
 
     monkeypatch.setenv("K8S_PROVISION_LAB_MIRROR", "http://mirror.example/debian")
-    monkeypatch.setattr(lab, "_dpkg_arch", lambda: "amd64")
-    monkeypatch.setattr(lab, "_debootstrap", fake_debootstrap)
-    monkeypatch.setattr(lab, "_customize_base", lambda root, key: None)
+    monkeypatch.setattr(rootfs, "_dpkg_arch", lambda: "amd64")
+    monkeypatch.setattr(rootfs, "_debootstrap", fake_debootstrap)
+    monkeypatch.setattr(rootfs, "_customize_base", lambda root, key: None)
     cache = short_dir / "cache"
     stale = cache / "rootfs" / f".build-{lab.recipe_key('amd64')}-99999"
     stale.mkdir(parents=True)  # what a killed builder leaves behind
 
     results: list[Path] = []
     threads = [
-        threading.Thread(target=lambda: results.append(lab._ensure_base(cache, lab._Progress())))
+        threading.Thread(
+            target=lambda: results.append(rootfs.ensure_base(cache, system.Progress()))
+        )
         for _ in range(3)
     ]
     for thread in threads:
@@ -427,3 +432,138 @@ def test_concurrent_builders_build_once(short_dir: Path, monkeypatch: pytest.Mon
     assert info["key"] == results[0].name
     assert isinstance(info["size_bytes"], int)
     assert info["size_bytes"] > 0
+
+
+def test_deb_src_entry_follows_the_machines_archive() -> None:
+    text = kubernetes.deb_src_stanza("http://mirror.example/debian", Path("/k.gpg"))
+    assert text.splitlines() == [
+        "Types: deb-src",
+        "URIs: http://mirror.example/debian",
+        "Suites: bookworm",
+        "Components: main",
+        "Signed-By: /k.gpg",
+    ]
+
+
+def _fake_tools(bin_dir: Path, make_body: str) -> None:
+    """`apt-get source` unpacking an empty tree, and a `make` whose body the test chooses."""
+    bin_dir.mkdir()
+    scripts = {
+        "apt-get": 'mkdir -p "kubernetes-1.20.2/_output/local/bin/linux/amd64"\n',
+        "make": make_body,
+    }
+    for name, body in scripts.items():
+        path = bin_dir / name
+        path.write_text(f"#!/bin/sh\n{body}")
+        path.chmod(0o755)
+
+
+def _fake_pause(out: Path, work: Path) -> Path:
+    out.write_bytes(b"\x7fELF pause")
+    return out
+
+
+def test_kubernetes_build_caches_by_version(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = "_output/local/bin/linux/amd64"
+    make = "".join(
+        f'echo "+++ [x] building {b}"; echo {b} > {out}/{b}\n' for b in kubernetes.BINARIES
+    )
+    _fake_tools(short_dir / "bin", make)
+    monkeypatch.setenv("PATH", f"{short_dir / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(kubernetes, "missing_build_tools", list)
+    monkeypatch.setattr(kubernetes, "source_version", lambda: "1.20.2-1")
+    monkeypatch.setattr(images, "build_pause", _fake_pause)
+    cache = short_dir / "cache"
+
+    built = kubernetes.ensure_binaries(cache, system.Progress())
+
+    assert built == kubernetes.binaries_dir(cache, "1.20.2-1")
+    assert (built / "kubelet").read_text() == "kubelet\n"
+    with tarfile.open(built / kubernetes.PAUSE_ARCHIVE) as archive:
+        index = json.loads(archive.extractfile("index.json").read())  # type: ignore[union-attr]
+    annotations = index["manifests"][0]["annotations"]
+    assert annotations["io.containerd.image.name"] == kubernetes.PAUSE_IMAGE
+    assert kubernetes.cached_versions(cache) == ["1.20.2-1"]
+    info = kubernetes.build_info(cache, "1.20.2-1")
+    assert info is not None
+    assert isinstance(info["build_seconds"], int)
+    assert not list(kubernetes.kubernetes_dir(cache).glob(".build-*"))
+    # A second call finds the cache and builds nothing: a make that fails proves it.
+    _fake_tools(short_dir / "bin2", "exit 2\n")
+    monkeypatch.setenv("PATH", f"{short_dir / 'bin2'}:{os.environ['PATH']}")
+    assert kubernetes.ensure_binaries(cache, system.Progress()) == built
+
+
+def test_kubernetes_build_failure_names_the_log(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_tools(short_dir / "bin", "echo 'go: module lookup disabled'; exit 2\n")
+    monkeypatch.setenv("PATH", f"{short_dir / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(kubernetes, "missing_build_tools", list)
+    monkeypatch.setattr(kubernetes, "source_version", lambda: "1.20.2-1")
+
+    with pytest.raises(OperationFailed) as err:
+        kubernetes.ensure_binaries(short_dir / "cache", system.Progress())
+
+    assert "building Kubernetes failed" in err.value.message
+    assert "go: module lookup disabled" in err.value.details
+    assert kubernetes.cached_versions(short_dir / "cache") == []
+
+
+def test_kubernetes_build_names_missing_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(kubernetes, "missing_build_tools", lambda: ["golang-go", "jq"])
+    with pytest.raises(UsageError) as err:
+        kubernetes.ensure_binaries(Path("/nonexistent"), system.Progress())
+    assert err.value.details == ["run `apt-get install -y golang-go jq`"]
+
+
+def test_kubernetes_lab_inventory_loads_as_a_1_20_cluster(
+    cfg: lab.LabConfig, tmp_path: Path
+) -> None:
+    from k8s_provision import inventory
+
+    path = tmp_path / "inventory.ini"
+    text = lab.inventory_text(cfg, lab.lab_hosts(2), "/opt/venv/bin/python", kubernetes=True)
+    path.write_text(text)
+    settings = inventory.load(path).settings
+    assert settings.kube_version == kubernetes.KUBE_VERSION
+    assert settings.kube_minor == 20
+    assert settings.kube_api_port == 6443
+    assert settings.kube_pki_source == str(cfg.pki_dir)
+    assert settings.kube_pod_infra_image == kubernetes.PAUSE_IMAGE
+    assert "--container-runtime=remote" in settings.kubelet_extra_args
+
+
+def test_pod_subnets_routes_and_cni_follow_the_flannel_network() -> None:
+    hosts = lab.lab_hosts(2)
+    assert [str(kubehost.pod_subnet(a)) for _, a in hosts] == [
+        "172.17.1.0/24",
+        "172.17.2.0/24",
+        "172.17.3.0/24",
+    ]
+    assert kubehost.pod_routes("192.168.10.2", hosts) == (
+        "172.17.1.0/24 192.168.10.1\n172.17.3.0/24 192.168.10.3\n"
+    )
+    config = json.loads(kubehost.cni_config("192.168.10.3"))
+    bridge = config["plugins"][0]
+    assert bridge["type"] == "bridge"
+    assert bridge["ipam"]["ranges"] == [[{"subnet": "172.17.3.0/24"}]]
+    assert f'sandbox_image = "{kubernetes.PAUSE_IMAGE}"' in kubehost.containerd_config()
+
+
+def test_pause_image_archive_is_reproducible() -> None:
+    first = images.image_archive(b"binary", "example.local/pause:1")
+    assert first == images.image_archive(b"binary", "example.local/pause:1")
+    assert first != images.image_archive(b"other", "example.local/pause:1")
+    with tarfile.open(fileobj=io.BytesIO(first)) as archive:
+        names = archive.getnames()
+        index = json.loads(archive.extractfile("index.json").read())  # type: ignore[union-attr]
+    assert "oci-layout" in names and len([n for n in names if n.startswith("blobs/")]) == 3
+    assert index["manifests"][0]["annotations"]["io.containerd.image.name"] == (
+        "example.local/pause:1"
+    )

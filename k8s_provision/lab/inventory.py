@@ -1,0 +1,150 @@
+"""The files that let Ansible, ssh and the tests reach lab hosts: inventory, ssh_config,
+known_hosts and each host's /etc/hosts."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Sequence
+
+from k8s_provision.lab.config import NETNS_DIR, LabConfig, LabState, etcd_members
+from k8s_provision.lab.kubehost import write_pod_routes
+from k8s_provision.lab.kubernetes import KUBE_VERSION, KUBELET_RUNTIME_ARGS, PAUSE_IMAGE
+from k8s_provision.lab.system import is_mounted, write_file
+
+
+def proxy_command(config: LabConfig, python: str = sys.executable) -> str:
+    """The ProxyCommand (shell text with ssh's %h %p) that enters the lab network to connect."""
+    argv = ["nsenter", f"--net={NETNS_DIR / config.net_ns}", python, "-m"]
+    return shlex.join([*argv, "k8s_provision.lab_relay"]) + " %h %p"
+
+
+def inventory_text(
+    config: LabConfig, hosts: Sequence[tuple[str, str]], python: str, *, kubernetes: bool = False
+) -> str:
+    """The lab's Ansible inventory. Plain ansible, ansible-playbook and paramiko (which honours
+    ProxyCommand) use it from the machine's own netns, with host key checking on. With
+    `kubernetes` (the hosts have the server binaries) it selects Kubernetes 1.20 and the lab's
+    PKI, pause image and container runtime."""
+
+    def line(name: str, address: str) -> str:
+        return f"{name} ansible_host={address} ip={address}"
+
+    names = [name for name, _ in hosts]
+    common_args = " ".join(
+        [
+            f"-o UserKnownHostsFile={config.known_hosts}",
+            "-o StrictHostKeyChecking=yes",
+            f'-o ProxyCommand="{proxy_command(config, python)}"',
+        ]
+    )
+    sections = [
+        f"# Written by `k8s-provision lab up` for lab {config.name}; rewritten on every change.",
+        "[masters]",
+        *(line(n, a) for n, a in hosts if n == "master"),
+        "",
+        "[nodes]",
+        *(line(n, a) for n, a in hosts if n != "master"),
+        "",
+        "[etcd]",
+        *etcd_members(names),
+        "",
+        "[all:vars]",
+        "ansible_user=root",
+        f"ansible_ssh_private_key_file={config.key}",
+        "ansible_python_interpreter=/usr/bin/python3",
+        "k8s_os_family=debian",
+        f"ansible_ssh_common_args={common_args}",
+        "# Every lab uses the same addresses: ControlPersist sockets of their own keep Ansible",
+        "# from reusing a connection to another lab's host.",
+        f"ansible_control_path_dir={config.control_dir}",
+    ]
+    if kubernetes:
+        sections += [f"{name}={value}" for name, value in kubernetes_vars(config).items()]
+    return "\n".join(sections) + "\n"
+
+
+def kubernetes_vars(config: LabConfig) -> dict[str, str]:
+    """The lab's Kubernetes settings: the version its binaries are (1.20, secure port only),
+    the PKI made for it, and the pause image and runtime its hosts have locally."""
+    return {
+        "kube_version": KUBE_VERSION,
+        "kube_api_port": "6443",
+        # ServiceAccount works here: the PKI has the service account key pair.
+        "kube_admission_control": (
+            "NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota,NodeRestriction"
+        ),
+        "kube_pki_source": str(config.pki_dir),
+        "kube_binaries_provided": "true",
+        "kube_pod_infra_image": PAUSE_IMAGE,
+        "kubelet_extra_args": " ".join(KUBELET_RUNTIME_ARGS),
+        # nf_conntrack_max is global to the machine and read-only inside the hosts.
+        "kube_proxy_extra_args": "--conntrack-max-per-core=0",
+    }
+
+
+def ssh_config_text(config: LabConfig, hosts: Sequence[tuple[str, str]], python: str) -> str:
+    """An ssh_config for `ssh -F <state>/ssh_config HOST`; also what `lab ssh` and `ssh_run`
+    use. Control sockets stay in the lab dir so `lab down` can close them."""
+    lines = [f"# Written by `k8s-provision lab up` for lab {config.name}."]
+    for name, address in hosts:
+        lines += [f"Host {name}", f"    HostName {address}"]
+    lines += [
+        "Host *",
+        "    User root",
+        f"    IdentityFile {config.key}",
+        "    IdentitiesOnly yes",
+        f"    UserKnownHostsFile {config.known_hosts}",
+        "    StrictHostKeyChecking yes",
+        f"    ProxyCommand {proxy_command(config, python)}",
+        "    ControlMaster auto",
+        f"    ControlPath {config.control_dir}/%r@%h:%p",
+        "    ControlPersist 60",
+        "    BatchMode yes",
+        "    ConnectTimeout 10",
+        "    LogLevel ERROR",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def hosts_file_text(hosts: Sequence[tuple[str, str]]) -> str:
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines += [f"{address}\t{name}" for name, address in hosts]
+    return "\n".join(lines) + "\n"
+
+
+def known_hosts_lines(name: str, address: str, public_keys: Sequence[str]) -> list[str]:
+    """known_hosts entries for one host, under its address (what ansible connects to) and name."""
+    lines = []
+    for key in public_keys:
+        fields = key.split()
+        if len(fields) >= 2:
+            lines.append(f"{name},{address} {fields[0]} {fields[1]}")
+    return lines
+
+
+def refresh_hosts_files(cfg: LabConfig, state: LabState) -> None:
+    """New hosts joined: rewrite /etc/hosts (and, with Kubernetes, the routes to the nodes'
+    pod subnets) on the running ones through their mounted disks."""
+    pairs = [(h.name, h.address) for h in state.hosts]
+    text = hosts_file_text(pairs)
+    for host in state.hosts:
+        root = cfg.host_root(host.name)
+        if is_mounted(root):
+            write_file(root / "etc/hosts", text)
+            if state.kubernetes is not None:
+                write_pod_routes(root, host.address, pairs)
+
+
+def write_access_files(cfg: LabConfig, state: LabState) -> None:
+    """known_hosts (from each host's disk), inventory and ssh_config."""
+    lines: list[str] = []
+    for host in state.hosts:
+        keys_dir = cfg.host_dir(host.name) / "upper/etc/ssh"
+        keys = [p.read_text() for p in sorted(keys_dir.glob("ssh_host_*_key.pub"))]
+        lines += known_hosts_lines(host.name, host.address, keys)
+    pairs = [(h.name, h.address) for h in state.hosts]
+    write_file(cfg.known_hosts, "\n".join(lines) + "\n", only_if_changed=True)
+    inventory = inventory_text(cfg, pairs, sys.executable, kubernetes=state.kubernetes is not None)
+    write_file(cfg.inventory, inventory, only_if_changed=True)
+    write_file(cfg.ssh_config, ssh_config_text(cfg, pairs, sys.executable), only_if_changed=True)
