@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -27,6 +25,7 @@ import pytest
 from k8s_provision import inventory
 from k8s_provision import lab as lab_api
 from k8s_provision.model import Cluster
+from tests.lab.hosts import run_site
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -108,20 +107,7 @@ def spare_lab_config(lab_name: str) -> Iterator[lab_api.LabConfig]:
 @pytest.fixture(scope="module")
 def converged_lab(lab: lab_api.LabState) -> lab_api.LabState:
     """The session lab after one run of site.yml (per test module: modules break and heal it)."""
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(lab.inventory),
-            "k8s_provision.cluster.site",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    run_site(lab)
     return lab
 
 

@@ -1,6 +1,11 @@
-"""Power one lab host off and on, for fault tests (only tests need this: the CLI does not)."""
+"""Lab helpers only tests need: power one host off and on (fault tests), and run the
+collection's site playbook with plain ansible-playbook."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 from k8s_provision.lab.api import require_environment
 from k8s_provision.lab.config import LabConfig, LabState, make_config, with_host
@@ -35,3 +40,23 @@ def power_on(host: str, *, config: LabConfig | None = None) -> LabState:
         state = start_hosts(cfg, state, [(current.name, current.address)], progress)
         wait_ready(cfg, state, [host], progress)
         return state
+
+
+def run_site(state: LabState) -> subprocess.CompletedProcess[str]:
+    """`ansible-playbook k8s_provision.cluster.site` on the lab, as a user would run it;
+    asserts that it succeeded."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(state.inventory),
+            "k8s_provision.cluster.site",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent.parent,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return result

@@ -19,6 +19,7 @@ import pytest
 from k8s_provision import inventory, service_state, verify
 from k8s_provision import lab as lab_api
 from k8s_provision.model import Cluster
+from tests.lab.hosts import power_off, power_on, run_site
 
 pytestmark = pytest.mark.lab
 
@@ -71,21 +72,7 @@ def running_with(word: str) -> list[int]:
 
 
 def site(lab: lab_api.LabState) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(lab.inventory),
-            "k8s_provision.cluster.site",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    return result
+    return run_site(lab)
 
 
 def etcd_pid(lab: lab_api.LabState, host: str) -> str:
@@ -268,12 +255,12 @@ def test_a_node_powered_off_mid_run_and_back_on_heals_with_one_up(
         assert run.poll() is None, run.communicate()[0][-3000:]
         assert time.monotonic() < deadline, "the run never took the lock"
         time.sleep(0.2)
-    lab_api.power_off("node2", config=spare_lab_config)
+    power_off("node2", config=spare_lab_config)
     output = run.communicate(timeout=900)[0]
     assert run.returncode == 1, output[-3000:]
     assert "node2" in output
 
-    lab_api.power_on("node2", config=spare_lab_config)
+    power_on("node2", config=spare_lab_config)
     healed = cli("up", str(state.inventory))
     assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
     assert verify.verify(spare).ok
