@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from k8s_provision.files import atomic_write
 from k8s_provision.model import Cluster
 
 # Where the files land on the hosts; the templates name the same paths.
@@ -314,8 +314,4 @@ def _write(path: Path, data: bytes, *, replace: bool = False) -> None:
     """Write 0600 from the first byte (never briefly world-readable); leave equal files alone."""
     if path.exists() and (not replace or path.read_bytes() == data):
         return
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    tmp.replace(path)
+    atomic_write(path, data, mode=0o600)

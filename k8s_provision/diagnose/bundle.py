@@ -8,7 +8,6 @@ import io
 import json
 import os
 import tarfile
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from k8s_provision.diagnose.evaluation import Evaluation
 from k8s_provision.diagnose.match import findings_text
 from k8s_provision.diagnose.redact import redact
 from k8s_provision.errors import UsageError
+from k8s_provision.files import atomic_write
 from k8s_provision.model import Cluster
 from k8s_provision.probes import PROBE_TIMEOUT, Output
 from k8s_provision.probes.systemd import JOURNAL_LINES
@@ -141,26 +141,16 @@ def write_bundle(path: Path, root: str, files: Mapping[str, str], *, mtime: floa
     atomically (a temporary file beside it, renamed when complete) and readable by its owner
     only: it may hold sensitive data."""
     path = path.resolve()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for directory in _directories(root, files):
+            _add(tar, directory, b"", mtime, directory=True)
+        for rel in sorted(files):
+            _add(tar, f"{root}/{rel}", files[rel].encode(), mtime, directory=False)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, buffer.getvalue(), mode=0o600)
     except OSError as err:
         raise UsageError(f"{path}: cannot write the bundle there: {err.strerror}") from None
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            with tarfile.open(fileobj=handle, mode="w:gz") as tar:
-                for directory in _directories(root, files):
-                    _add(tar, directory, b"", mtime, directory=True)
-                for rel in sorted(files):
-                    _add(tar, f"{root}/{rel}", files[rel].encode(), mtime, directory=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise UsageError(f"{path}: cannot write the bundle: {err.strerror}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _redacted(value: Any) -> Any:

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.status import Status
 
 from k8s_provision.errors import OperationFailed
+from k8s_provision.files import atomic_write
 from k8s_provision.lab.config import LOCK_DIR, HostRunState, HostState, LabConfig
 
 _LOCK_TIMEOUT = 600.0
@@ -156,10 +157,7 @@ def write_file(path: Path, text: str, *, mode: int = 0o644, only_if_changed: boo
     """Write atomically (temp file + rename): a reader never sees half a file."""
     if only_if_changed and path.exists() and path.read_text() == text:
         return
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    tmp.replace(path)
+    atomic_write(path, text.encode(), mode=mode)
 
 
 def tail(path: Path, lines: int = 15) -> list[str]:
