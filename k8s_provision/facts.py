@@ -160,6 +160,16 @@ def admin_kubeconfig(cluster: Cluster) -> str:
 KUBELET_HEALTHZ_URL = "http://127.0.0.1:10248/healthz"
 
 
+def kubelet_client_cert(cluster: Cluster) -> str:
+    """The node's client certificate for the secure port (system:node:<name>); empty for the
+    insecure port."""
+    return f"{PKI_DIR}/kubelet.crt" if api_secure(cluster) else ""
+
+
+def kubelet_client_key(cluster: Cluster) -> str:
+    return f"{PKI_DIR}/kubelet.key" if api_secure(cluster) else ""
+
+
 def api_client(cluster: Cluster) -> Api:
     """How verify and diagnose reach the API server from the master."""
     return Api(api_url(cluster), api_ca(cluster), admin_kubeconfig(cluster))
@@ -182,4 +192,6 @@ def context(cluster: Cluster, host: Host) -> dict[str, Any]:
         "api_local_url": api_local_url(cluster),
         "api_ca": api_ca(cluster),
         "kubelet_healthz_url": KUBELET_HEALTHZ_URL,
+        "kubelet_client_cert": kubelet_client_cert(cluster),
+        "kubelet_client_key": kubelet_client_key(cluster),
     }

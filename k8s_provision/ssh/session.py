@@ -324,6 +324,13 @@ class _ProxyCommand(paramiko.ProxyCommand):
             buffer += chunk
         return buffer
 
+    def close(self) -> None:
+        # The command may have exited and been reaped already (the lab's relay ends when the
+        # host closes the connection): then there is nothing left to stop, and paramiko's own
+        # close, run in its transport thread, would die on ProcessLookupError.
+        with contextlib.suppress(ProcessLookupError):
+            super().close()
+
 
 def _proxy_failure(sock: paramiko.ProxyCommand | None) -> str | None:
     """The last line a ProxyCommand wrote to stderr, if it wrote one. Read without waiting and
