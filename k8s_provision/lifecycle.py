@@ -8,6 +8,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from k8s_provision import facts
 from k8s_provision.errors import OperationFailed, UsageError
 from k8s_provision.model import Cluster, Host
 from k8s_provision.transport import Transport
@@ -107,17 +108,18 @@ def _last_line(text: str) -> str:
 
 
 def delete_kube_node(cluster: Cluster, transport: Transport, host: Host) -> Removal:
-    s = cluster.settings
     master = cluster.master
-    server = f"http://{master.ip}:{s.kube_api_port}"
-    probe = transport.run(master, f"curl -sS -m 5 -o /dev/null {server}/healthz", timeout=20)
+    api = facts.api_client(cluster)
+    probe = transport.run(
+        master, f"curl -sS -m 5{api.curl_tls} -o /dev/null {api.url}/healthz", timeout=20
+    )
     if not probe.ok:
-        return Removal(host.name, "kubernetes", f"skipped: no API answers at {server}")
+        return Removal(host.name, "kubernetes", f"skipped: no API answers at {api.url}")
     deleted = transport.run(
         master,
-        shlex.join(
-            ["kubectl", "-s", server, "delete", "node", host.kube_node_name, "--ignore-not-found"]
-        ),
+        api.kubectl
+        + " "
+        + shlex.join(["delete", "node", host.kube_node_name, "--ignore-not-found"]),
         timeout=60,
     )
     if not deleted.ok:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from k8s_provision import facts
 from k8s_provision.errors import OperationFailed
 from k8s_provision.model import Cluster, Host
 from k8s_provision.transport import Result, Transport
@@ -57,12 +58,8 @@ def quorum(size: int) -> int:
     return size // 2 + 1
 
 
-def peer_url(cluster: Cluster, host: Host) -> str:
-    return f"http://{host.ip}:{cluster.settings.etcd_peer_port}"
-
-
-def client_url(cluster: Cluster, host: Host) -> str:
-    return f"http://{host.ip}:{cluster.settings.etcd_client_port}"
+peer_url = facts.etcd_peer_url
+client_url = facts.etcd_client_url
 
 
 def etcdctl(endpoints: Sequence[str], *args: str) -> str:

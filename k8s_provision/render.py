@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 
+from k8s_provision import facts
 from k8s_provision.errors import UsageError
 from k8s_provision.model import Cluster, Host, Settings
 from k8s_provision.paths import templates_dir
@@ -134,18 +135,18 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
                 "name": h.name,
                 "member_name": h.etcd_name,
                 "ip": h.ip,
-                "client_url": f"http://{h.ip}:{s.etcd_client_port}",
-                "peer_url": f"http://{h.ip}:{s.etcd_peer_port}",
+                "client_url": facts.etcd_client_url(cluster, h),
+                "peer_url": facts.etcd_peer_url(cluster, h),
             }
             for h in members
         ],
         etcd_initial_cluster=",".join(
-            f"{h.etcd_name}=http://{h.ip}:{s.etcd_peer_port}" for h in members
+            f"{h.etcd_name}={facts.etcd_peer_url(cluster, h)}" for h in members
         ),
-        etcd_endpoints=",".join(f"http://{h.ip}:{s.etcd_client_port}" for h in members),
+        etcd_endpoints=",".join(facts.etcd_client_url(cluster, h) for h in members),
         etcd_first_member=cluster.etcd[0],
         master={"name": master.name, "ip": master.ip},
-        kube_master_url=f"http://{master.ip}:{s.kube_api_port}",
+        kube_master_url=facts.api_url(cluster),
         kubelet_args=" ".join(kubelet_args),
         flannel_network_json=json.dumps(flannel_network_config(s), separators=(",", ":")),
         cluster_hosts=[{"name": h.name, "ip": h.ip} for h in cluster.hosts],

@@ -91,10 +91,12 @@ def test_the_lookup_hands_the_facts_to_the_roles(cluster: Cluster) -> None:
 
 
 PACKAGE = REPO / "k8s_provision"
-# The Python that checks hosts; render.py and lifecycle.py still build their own etcd and API
-# URLs (their owners move them to `facts`).
+# The Python that renders, checks and changes hosts.
 PYTHON_SOURCES = sorted(
-    [PACKAGE / "preflight.py", PACKAGE / "runbook.py"]
+    [
+        PACKAGE / name
+        for name in ("preflight.py", "runbook.py", "render.py", "lifecycle.py", "membership.py")
+    ]
     + [p for sub in ("verify", "diagnose", "probes") for p in (PACKAGE / sub).glob("*.py")]
 )
 
