@@ -138,6 +138,9 @@ def match_signatures(
         h.name: host_vars(cluster, h, inventory=inventory, since=since, healthy=healthy)
         for h in cluster.hosts
     }
+    members = {
+        f"{cluster.host(name).ip}:{cluster.settings.etcd_client_port}" for name in cluster.etcd
+    }
     findings: dict[tuple[str, str, str, str], Finding] = {}
     for sig in signatures:
         for event in found:
@@ -153,6 +156,8 @@ def match_signatures(
             if match is None:
                 continue
             for group in groups:
+                if match.not_member is not None and group.get(match.not_member) in members:
+                    continue
                 values = {**common[event.host], **event.vars, **group}
                 host = event.host
                 evidence = event.evidence or truncate(event.text)

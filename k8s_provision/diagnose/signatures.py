@@ -56,6 +56,9 @@ class Match:
     regex: re.Pattern[str] | None = None
     window: float | None = None  # journal: None = last run of a unit not running now
     host: str | None = None  # a template naming the host at fault, when not the observer
+    # A named group: the match counts only when its value is not an etcd member's client
+    # address (then that member's own findings explain it).
+    not_member: str | None = None
 
     def variables(self) -> set[str]:
         names = set(SOURCE_VARS[self.source])
@@ -93,11 +96,19 @@ def _parse_match(sig_id: str, raw: Mapping[str, Any]) -> Match:
     if window is not None and (source != "journal" or not isinstance(window, int)):
         raise ValueError(f"{sig_id}: window is a number of seconds, for journal matches only")
     regex = re.compile(str(raw["regex"])) if "regex" in raw else None
-    extra = set(raw) - {"source", "name", "regex", "window", "host"}
+    extra = set(raw) - {"source", "name", "regex", "window", "host", "not_member"}
     if extra:
         raise ValueError(f"{sig_id}: unknown keys in match: {', '.join(sorted(extra))}")
+    not_member = raw.get("not_member")
+    if not_member is not None and (regex is None or not_member not in regex.groupindex):
+        raise ValueError(f"{sig_id}: not_member names a group of the match's regex")
     return Match(
-        source, name, regex, float(window) if window is not None else None, raw.get("host")
+        source,
+        name,
+        regex,
+        float(window) if window is not None else None,
+        raw.get("host"),
+        not_member,
     )
 
 

@@ -281,6 +281,23 @@ CASES = [
         fix="master# grep KUBE_ETCD_SERVERS /etc/kubernetes/apiserver",
     ),
     Case(
+        "a stopped etcd member is the cause, not the apiserver that dials it",
+        combine(
+            stopped("node2", "etcd"),
+            logging(
+                "master",
+                "kube-apiserver",
+                "W1130 11:49:25.150930 672 clientconn.go:1223] grpc: addrConn.createTransport"
+                " failed to connect to {http://192.168.10.3:2379  <nil> 0 <nil>}. Err :connection"
+                ' error: desc = "transport: Error while dialing dial tcp 192.168.10.3:2379:'
+                ' connect: connection refused". Reconnecting...',
+            ),
+        ),
+        (("node2", "etcd", "unit-stopped"),),
+        absent=("apiserver-etcd-unreachable",),
+        fix="node2# systemctl start etcd",
+    ),
+    Case(
         "flannel network key deleted",
         key_gone,
         (("master", "flannel", "flannel-network-key-missing"),),
