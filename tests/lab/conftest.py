@@ -83,12 +83,14 @@ def lab_name() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def lab(lab_name: str) -> Iterator[lab_api.LabState]:
-    """A running lab with 2 nodes for the whole session. Do not stop it or change its size in
-    a test; use `spare_lab_config` for that."""
+    """A running lab with 2 nodes for the whole session, without the Kubernetes binaries (the
+    classic layout the playbooks, verify and diagnose tests expect; test_kubernetes.py boots
+    a lab of its own with them). Do not stop it or change its size in a test; use
+    `spare_lab_config` for that."""
     config = lab_api.make_config(lab_name)
     lab_api.down(config=config)  # leftovers of a killed session with this name
     try:
-        yield lab_api.up(nodes=2, config=config)
+        yield lab_api.up(nodes=2, config=config, kubernetes=False)
     finally:
         lab_api.down(config=config)
 

@@ -27,6 +27,19 @@ KUBECTL = "kubectl --kubeconfig /etc/kubernetes/pki/admin.kubeconfig"
 K8S_CHECKS = ("unit:kube", "unit:kubelet", "apiserver:", "kubectl:")
 
 
+@pytest.fixture(scope="module")
+def lab(lab_name: str) -> Iterator[lab_api.LabState]:
+    """This module's own lab with the Kubernetes binaries (the session lab has none, so the
+    other modules see the classic layout): it overrides conftest's `lab` for these tests, and
+    the module's `converged_lab` and `cluster` are built on it."""
+    config = lab_api.make_config(lab_name + "k")
+    lab_api.down(config=config)  # leftovers of a killed session with this name
+    try:
+        yield lab_api.up(nodes=2, config=config, kubernetes=True)
+    finally:
+        lab_api.down(config=config)
+
+
 def on(lab: lab_api.LabState, host: str, command: str) -> str:
     return lab_api.ssh_run(host, command, config=lab.config, check=True).stdout
 

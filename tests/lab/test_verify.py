@@ -1,7 +1,8 @@
 """`verify` against the lab after site.yml: real SSH, systemd, a real 3-member etcd cluster and
-the flannel key in it. The Kubernetes checks against the lab's real 1.20 control plane and
-nodes are in test_kubernetes.py (the API double, tests/support/fake_apiserver.py, serves unit tests
-only). The Debian lab has no flannel or docker: their checks must be `skip`, never `pass`."""
+the flannel key in it, and the real kubectl (Debian's 1.20) on the master talking to the FAKE
+API server, a test double (tests/support/fake_apiserver.py) since no Kubernetes API server can run
+here. The Debian lab has no kube, flannel or docker packages: their checks must be `skip`,
+never `pass`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +25,17 @@ pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parent.parent.parent
 VENV_BIN = Path(sys.executable).parent
-NOT_ON_DEBIAN = ("flanneld", "docker")
+FAKE_APISERVER = Path(__file__).parent.parent / "support" / "fake_apiserver.py"
+FAKE_UNIT = "k8sp-fake-apiserver"  # a transient unit, gone when stopped
+NOT_ON_DEBIAN = (
+    "flanneld",
+    "docker",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+)
 
 
 def run_on(lab: lab_api.LabState, host: str, command: str) -> str:
@@ -54,7 +66,70 @@ def wait_for(what: str, probe: Callable[[], bool], timeout: float = 30.0) -> Non
         time.sleep(0.5)
 
 
-# --- the converged Debian lab ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fake_api(
+    converged_lab: lab_api.LabState, cluster: Cluster
+) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Start the fake API server on the master; yields a function that sets its scenario (the
+    server re-reads the file on every request). Stopped at the end of the module."""
+    lab = converged_lab
+    run_on(lab, "master", f"systemctl stop {FAKE_UNIT} 2>/dev/null; true")
+    lab_api.ssh_run(
+        "master",
+        "cat > /root/fake_apiserver.py",
+        input=FAKE_APISERVER.read_text(encoding="utf-8"),
+        config=lab.config,
+        check=True,
+    )
+
+    def set_scenario(scenario: dict[str, Any]) -> None:
+        lab_api.ssh_run(
+            "master",
+            "cat > /root/fake-scenario.json.new && mv /root/fake-scenario.json.new"
+            " /root/fake-scenario.json",
+            input=json.dumps(scenario),
+            config=lab.config,
+            check=True,
+        )
+
+    set_scenario({})
+    port = cluster.settings.kube_api_port
+    run_on(
+        lab,
+        "master",
+        f"systemd-run --unit={FAKE_UNIT} --description='FAKE apiserver (test double)'"
+        f" python3 /root/fake_apiserver.py --port {port}"
+        f" --advertise {cluster.master.ip}:{port} --scenario /root/fake-scenario.json",
+    )
+    url = f"http://{cluster.master.ip}:{port}/healthz"
+    wait_for(
+        "the fake API server answers",
+        lambda: lab_api.ssh_run("master", f"curl -sf {url}", config=lab.config).stdout == "ok",
+    )
+    try:
+        yield set_scenario
+    finally:
+        run_on(lab, "master", f"systemctl stop {FAKE_UNIT}; rm -f /root/fake-scenario.json")
+
+
+def all_ready(cluster: Cluster) -> dict[str, Any]:
+    return {
+        "nodes": [
+            {"name": cluster.host(n).kube_node_name, "address": cluster.host(n).ip}
+            for n in cluster.nodes
+        ],
+        "components": [
+            {"name": name}
+            for name in (
+                "controller-manager",
+                "scheduler",
+                *(f"etcd-{i}" for i in range(len(cluster.etcd))),
+            )
+        ],
+    }
+
+
+# --- no API server: the converged Debian lab --------------------------------------------------
 
 
 def test_converged_lab_verifies_ok(converged_lab: lab_api.LabState, cluster: Cluster) -> None:
@@ -87,8 +162,16 @@ def test_components_not_installed_are_skipped_never_passed(cluster: Cluster) -> 
                 )
         if host.is_node:
             assert row(report, host.name, "docker0:subnet").status == "skip"
-        assert row(report, host.name, "flannel:lease").detail.startswith(
-            "flannel is not running in the lab"
+        assert row(report, host.name, "flannel:lease").detail == (
+            "flanneld is not installed on this host"
+        )
+    port = cluster.settings.kube_api_port
+    for name in ("apiserver:healthz", "kubectl:cs", "kubectl:nodes"):
+        skipped = row(report, "master", name)
+        assert skipped.status == "skip"
+        assert skipped.detail == (
+            f"kube-apiserver is not installed on this host and nothing answers on"
+            f" {cluster.master.ip}:{port}"
         )
 
 
@@ -141,3 +224,69 @@ def test_unreachable_host_is_one_failed_ssh_check(
     assert rows[0]["status"] == "fail"
     assert "192.168.10.3:2222" in rows[0]["detail"]
     assert "Connection refused" in rows[0]["detail"]
+
+
+# --- the real kubectl against the fake API server -------------------------------------------
+
+REFUSED = (
+    "Get http://127.0.0.1:10252/healthz: dial tcp 127.0.0.1:10252: getsockopt: connection refused"
+)
+SCENARIOS: list[dict[str, Any]] = [
+    {"name": "all Ready", "change": None, "nodes": ("pass", []), "cs": ("pass", [])},
+    {
+        "name": "NotReady node",
+        "change": {"node": "node2", "ready": "Unknown"},
+        "nodes": ("fail", ["node2 NotReady", "Kubelet stopped posting node status."]),
+        "cs": ("pass", []),
+    },
+    {
+        "name": "node missing",
+        "change": {"node": "node2", "missing": True},
+        "nodes": ("fail", ["node2 is not registered"]),
+        "cs": ("pass", []),
+    },
+    {
+        "name": "unhealthy component",
+        "change": {"component": "controller-manager", "message": REFUSED},
+        "nodes": ("pass", []),
+        "cs": ("fail", [f"controller-manager Unhealthy ({REFUSED})"]),
+    },
+]
+
+
+def scenario_for(cluster: Cluster, change: dict[str, Any] | None) -> dict[str, Any]:
+    scenario = all_ready(cluster)
+    if change and "node" in change:
+        nodes = [n for n in scenario["nodes"] if n["name"] != change["node"] or "ready" in change]
+        for node in nodes:
+            if node["name"] == change["node"]:
+                node["ready"] = change["ready"]
+        scenario["nodes"] = nodes
+    if change and "component" in change:
+        for component in scenario["components"]:
+            if component["name"] == change["component"]:
+                component.update(healthy=False, message=change["message"])
+    return scenario
+
+
+@pytest.mark.parametrize("case", SCENARIOS, ids=[c["name"] for c in SCENARIOS])
+def test_kubectl_checks_against_the_fake_api_server(
+    cluster: Cluster,
+    fake_api: Callable[[dict[str, Any]], None],
+    case: dict[str, Any],
+) -> None:
+    fake_api(scenario_for(cluster, case["change"]))
+    report = verify.verify(cluster)
+    for check, (status, texts) in (("kubectl:nodes", case["nodes"]), ("kubectl:cs", case["cs"])):
+        found = row(report, "master", check)
+        assert found.status == status, found.detail
+        for text in texts:
+            assert text in found.detail
+    assert row(report, "master", "apiserver:healthz").status == "pass"
+    port = cluster.settings.kube_api_port
+    insecure = row(report, "master", "security:insecure-port")
+    assert insecure.status == "warn"
+    assert f"anyone who reaches {cluster.master.ip}:{port}" in insecure.detail
+    # kube-apiserver itself is still not installed: the double never turns a skip into a pass.
+    assert row(report, "master", "unit:kube-apiserver").status == "skip"
+    assert report.ok is (case["nodes"][0] == case["cs"][0] == "pass")
