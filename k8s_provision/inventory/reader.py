@@ -167,13 +167,16 @@ def _why_no_hosts(path: Path) -> str:
 
 
 def _setup_vault(loader: Any, vault: VaultOptions, files: SourceFiles) -> None:
+    if not files.encrypted:
+        return
     from ansible import constants as C
+
+    # Imported only for a vaulted inventory: importing ansible.cli exits the process when its
+    # stdin is non-blocking (a check meant for Ansible's own commands), which a controller's
+    # stdin may well be (a pipe shared with another program, a CI runner).
     from ansible.cli import CLI
     from ansible.errors import AnsibleError
     from ansible.parsing.vault import VaultSecret
-
-    if not files.encrypted:
-        return
     given = vault.password_files or vault.password or C.DEFAULT_VAULT_PASSWORD_FILE
     if not given and not C.DEFAULT_VAULT_IDENTITY_LIST:
         raise InventoryError(

@@ -30,8 +30,9 @@ def on(lab: lab_api.LabState, host: str, command: str) -> subprocess.CompletedPr
 
 @pytest.fixture(scope="module")
 def provisioned(lab: lab_api.LabState) -> lab_api.LabState:
-    # The session lab is this session's K8S_PROVISION_LAB_NAME, so `up --lab` provisions it.
-    result = cli("up", "--lab")
+    # The session lab is this session's K8S_PROVISION_LAB_NAME, so `up --lab` provisions it;
+    # --full: earlier modules may have converged it, and this module checks the normal path.
+    result = cli("up", "--lab", "--full")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "preflight: 3 hosts ready" in result.stdout
     assert "verify: OK" in result.stdout
