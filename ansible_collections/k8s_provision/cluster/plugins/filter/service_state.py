@@ -4,21 +4,40 @@ each is documented in the .yml file of its name beside this one."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
-from k8s_provision import service_state
+from ansible.errors import AnsibleFilterError
+
+
+def _service_state() -> ModuleType:
+    # Imported when a filter runs, not when Ansible loads the plugin: ansible-doc and the
+    # sanity tests load it where k8s-provision is not installed.
+    try:
+        from k8s_provision import service_state
+    except ImportError as err:
+        raise AnsibleFilterError(
+            f"k8s_provision.cluster: cannot import k8s_provision ({err}); run the playbooks"
+            " with the Python where k8s-provision is installed"
+        ) from None
+    return service_state
 
 
 def state_script(files: Sequence[Mapping[str, Any]], units: Sequence[str]) -> str:
+    service_state = _service_state()
     pairs = [(str(f["dest"]), str(f["component"])) for f in files]
-    return service_state.state_script(service_state.unit_paths(pairs, units))
+    return str(service_state.state_script(service_state.unit_paths(pairs, units)))
 
 
 def states(stdout: str) -> dict[str, dict[str, Any]]:
     return {
         unit: {"applied": s.applied, "on_disk": s.on_disk, "stale": s.stale, "active": s.active}
-        for unit, s in service_state.parse_states(stdout).items()
+        for unit, s in _service_state().parse_states(stdout).items()
     }
+
+
+def record_script(unit: str, on_disk: str) -> str:
+    return str(_service_state().record_script(unit, on_disk))
 
 
 def units_to_restart(states: Mapping[str, Mapping[str, Any]], units: Sequence[str]) -> list[str]:
@@ -35,6 +54,6 @@ class FilterModule:
         return {
             "config_state_script": state_script,
             "config_states": states,
-            "config_record_script": service_state.record_script,
+            "config_record_script": record_script,
             "units_to_restart": units_to_restart,
         }
