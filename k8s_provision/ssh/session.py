@@ -125,10 +125,23 @@ def _open(conn: _Connection) -> None:
         failure = _proxy_failure(conn.proxy)
         if failure is not None:
             raise paramiko.ProxyCommandFailure(conn.gateway, failure) from err
+        transport = conn.client.get_transport()
+        handshake_done = transport is not None and transport.initial_kex_done
+        # No banner in time (a relay still dialling a powered-off host) ends either in the
+        # banner timeout or, when start_client's own timeout comes first, in "No existing
+        # session" on a live transport; neither is the host's answer.
+        if (
+            type(err) is paramiko.SSHException
+            and not handshake_done
+            and (
+                (transport is not None and transport.is_active())
+                or str(err) == "Error reading SSH protocol banner"
+            )
+        ):
+            raise TimeoutError(f"no SSH handshake within {conn.connect_timeout} s") from err
         # When every key is refused, paramiko raises whatever its last attempt raised
         # (often "encountered EC key, expected OPENSSH key" from trying the file as another
         # key type); a live transport that is not authenticated says what happened.
-        transport = conn.client.get_transport()
         if (
             type(err) is paramiko.SSHException
             and transport is not None

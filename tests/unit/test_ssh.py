@@ -234,6 +234,20 @@ def test_proxycommand_relay_and_a_proxycommand_that_exits(
     assert result.error is not None and "no route to 127.0.0.1" in result.error
 
 
+def test_a_silent_proxycommand_is_a_timeout_not_an_authentication_failure(
+    tmp_path: Path, server: SshServer, key: tuple[Path, paramiko.PKey]
+) -> None:
+    # The lab relay to a powered-off host: still waiting for its TCP connect when the SSH
+    # handshake times out. paramiko then fails with "No existing session" on a live transport.
+    known = _known(tmp_path, server.known_hosts_line())
+    silent = '-o ProxyCommand="sleep 30"'
+    result = HostSession(
+        _host(server, key[0], known, ssh_common_args=f"-o UserKnownHostsFile={known} {silent}"),
+        timeout=1,
+    ).run("true")
+    assert result.error == f"timed out connecting to 127.0.0.1:{server.port}"
+
+
 def test_ssh_config_is_read_and_the_inventory_wins(
     tmp_path: Path, server: SshServer, key: tuple[Path, paramiko.PKey]
 ) -> None:
