@@ -177,6 +177,7 @@ def _setup_vault(loader: Any, vault: VaultOptions, files: SourceFiles) -> None:
     from ansible.cli import CLI
     from ansible.errors import AnsibleError
     from ansible.parsing.vault import VaultSecret
+
     given = vault.password_files or vault.password or C.DEFAULT_VAULT_PASSWORD_FILE
     if not given and not C.DEFAULT_VAULT_IDENTITY_LIST:
         raise InventoryError(

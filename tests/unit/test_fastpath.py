@@ -46,10 +46,7 @@ def converged(cluster: Cluster, host: Host, spec: Expected, container: bool = Fa
     expected state: the reader of real output is tested by running the probes below)."""
     lines = [
         "\t".join([f.path, "file", f.sha256, f.mode, f.owner, f.group]) for f in spec.files
-    ] + [
-        "\t".join([d.path, "dir", "-", d.mode, d.owner, d.group])
-        for d in spec.directories
-    ]
+    ] + ["\t".join([d.path, "dir", "-", d.mode, d.owner, d.group]) for d in spec.directories]
     units = "".join(
         f"@unit {u.name}\nLoadState=loaded\nActiveState={'active' if u.active else 'inactive'}\n"
         f"UnitFileState={'enabled' if u.enabled else 'disabled'}\n"
