@@ -67,12 +67,9 @@ def measure(size: int, runs: int, out: Path) -> dict[str, float]:
         [k8sp, "diagnose", inv, "-o", str(out / f"{size}.tar.gz")], runs, ok=(0, 1)
     )
     row["ping"] = median([str(BIN / "ansible"), "all", "-i", inv, "-m", "ping"], runs)
-    print(
-        f"{size} hosts: "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in row.items())
-        + f"; load {os.getloadavg()[0]:.1f}",
-        flush=True,
-    )
+    print(f"{size} hosts: " + ", ".join(f"{k} {v:.1f} s" for k, v in row.items()), flush=True)
+    row["load"] = os.getloadavg()[0]
+    print(f"{size} hosts: load {row['load']:.1f}", flush=True)
     return row
 
 

@@ -73,7 +73,7 @@ def _collect_host(
         if progress:
             progress(host.name, "failed", result.error)
         return Collection(HostFacts(host.name, error=result.error), commands)
-    outputs = parse_batch(result.stdout)
+    outputs = parse_batch(result.stdout, probes)
     error = None
     if any(p.name not in outputs for p in probes):
         # The script itself failed: sudo refused, no /bin/sh, no mktemp or base64.

@@ -255,7 +255,8 @@ def test_the_probes_read_a_real_filesystem(cluster: Cluster, tmp_path: Path) -> 
     packages_probe = fp.packages("printf '%s install ok installed\\n'", ["etcd"])
     script = batch.batch_script([files_probe, kernel_probe, packages_probe])
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
-    got = HostFacts("here", batch.parse_batch(out.stdout))
+    probes = [files_probe, kernel_probe, packages_probe]
+    got = HostFacts("here", batch.parse_batch(out.stdout, probes))
     files = got.read(files_probe)
     assert files is not None
     assert files[str(present)].sha256 == hashlib.sha256(present.read_bytes()).hexdigest()

@@ -119,12 +119,12 @@ def test_batch_script_runs_probes_in_parallel_and_frames_their_output() -> None:
     result = subprocess.run(
         ["sh", "-c", script], capture_output=True, text=True, timeout=10, check=False
     )
-    outputs = batch.parse_batch(result.stdout)
+    outputs = batch.parse_batch(result.stdout, probes)
     assert outputs["plain"] == Output(0, "two\nlines", "")
     assert outputs["failing"].exit_code == 3
     assert outputs["failing"].stderr == f"to stderr {batch.MARK} x 0\n"
     assert outputs["slow"].exit_code == 124  # coreutils timeout
-    assert outputs["binary"].exit_code == 0
+    assert outputs["binary"] == Output(0, "\x00\ufffd", "")
 
 
 def test_parse_units_matches_blocks_by_position() -> None:
