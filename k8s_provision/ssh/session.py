@@ -169,6 +169,14 @@ class Pool:
                 self._configs[config_file] = fabric.Config(runtime_ssh_path=config_file)
             return self._configs[config_file]
 
+    def _private_config(self, config_file: str | None) -> fabric.Config:
+        """A connection's own copy: invoke's Config rebuilds its data in place when it merges,
+        so connections made in parallel from one shared Config failed at random with "No
+        attribute or config key found"."""
+        shared = self._config(config_file)
+        with self._lock:
+            return shared.clone()
+
     def lookup(self, address: str, config_file: str | None) -> Lookup:
         found: Lookup = dict(self._config(config_file).base_ssh_config.lookup(address))
         return found
@@ -194,7 +202,7 @@ class Pool:
             target.address,
             user=target.user,
             port=target.port,
-            config=self._config(target.config_file),
+            config=self._private_config(target.config_file),
             gateway=gateway,
             connect_timeout=seconds,
             connect_kwargs={

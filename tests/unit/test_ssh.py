@@ -248,6 +248,20 @@ def test_a_silent_proxycommand_is_a_timeout_not_an_authentication_failure(
     assert result.error == f"timed out connecting to 127.0.0.1:{server.port}"
 
 
+def test_many_hosts_at_once_share_no_connection_settings(
+    tmp_path: Path, server: SshServer, key: tuple[Path, paramiko.PKey]
+) -> None:
+    # fabric's Config merges lazily and is not safe to share between threads: connections
+    # made in parallel from one Config failed at random ("No attribute or config key found").
+    known = _known(tmp_path, server.known_hosts_line())
+    relay = shlex.join([sys.executable, "-m", "k8s_provision.lab_relay"]) + " %h %p"
+    args = f'-o UserKnownHostsFile={known} -o ProxyCommand="{relay}"'
+    hosts = [_host(server, key[0], known, name=f"n{i}", ssh_common_args=args) for i in range(12)]
+    for _ in range(8):  # a race: each round has a chance to show it
+        results = on_hosts(hosts, lambda s: s.run("true"), timeout=10)
+        assert {name: r.error for name, r in results.items() if not r.ok} == {}
+
+
 def test_ssh_config_is_read_and_the_inventory_wins(
     tmp_path: Path, server: SshServer, key: tuple[Path, paramiko.PKey]
 ) -> None:
