@@ -52,10 +52,12 @@ from k8s_provision.lab.config import (
     state_to_json,
 )
 from k8s_provision.lab.inventory import (
+    RELAY_SCRIPT,
     hosts_file_text,
     inventory_text,
     known_hosts_lines,
     proxy_command,
+    relay_command,
     ssh_config_text,
 )
 from k8s_provision.lab.rootfs import (
@@ -80,6 +82,7 @@ __all__ = [
     "NETNS_DIR",
     "PACKAGES",
     "RECIPE_VERSION",
+    "RELAY_SCRIPT",
     "SUBNET",
     "SUITE",
     "AptSource",
@@ -104,6 +107,7 @@ __all__ = [
     "missing_requirements",
     "proxy_command",
     "recipe_key",
+    "relay_command",
     "require_environment",
     "ssh_argv",
     "ssh_config_text",

@@ -4,7 +4,6 @@ known_hosts and each host's /etc/hosts."""
 from __future__ import annotations
 
 import shlex
-import sys
 from collections.abc import Sequence
 
 from k8s_provision.lab.config import NETNS_DIR, LabConfig, LabState, etcd_members
@@ -12,15 +11,29 @@ from k8s_provision.lab.kubehost import write_pod_routes
 from k8s_provision.lab.kubernetes import KUBE_VERSION, KUBELET_RUNTIME_ARGS, PAUSE_IMAGE
 from k8s_provision.lab.system import is_mounted, write_file
 
+# The relay ssh and paramiko run as their ProxyCommand to reach a lab host from the machine's
+# own network namespace: bash's /dev/tcp and two cats, since a fresh machine has neither nc nor
+# socat. A Python relay cost about 30 ms of CPU per connection, the largest part of what
+# verify spends per host. Once connected it lets go of the caller's stderr (an ssh
+# ControlPersist master keeps its relay for minutes, and a held stderr pipe would keep the
+# process that started it waiting for EOF); the copy to the host ends when the client closes
+# stdin, the copy back (the relay process itself, for `kill_relays` and the client's kill)
+# when the host closes the connection. No double quotes: the inventory quotes it in them.
+RELAY_SCRIPT = "exec 3<>/dev/tcp/$0/$1 4<&0 || exit 1; exec 2>/dev/null; cat <&4 >&3 & exec cat <&3"
 
-def proxy_command(config: LabConfig, python: str = sys.executable) -> str:
-    """The ProxyCommand (shell text with ssh's %h %p) that enters the lab network to connect."""
-    argv = ["nsenter", f"--net={NETNS_DIR / config.net_ns}", python, "-m"]
-    return shlex.join([*argv, "k8s_provision.lab_relay"]) + " %h %p"
+
+def relay_command(prefix: Sequence[str] = ()) -> str:
+    """The relay as a ProxyCommand (shell text with ssh's %h %p), run after `prefix`."""
+    return shlex.join([*prefix, "bash", "-c", RELAY_SCRIPT]) + " %h %p"
+
+
+def proxy_command(config: LabConfig) -> str:
+    """The ProxyCommand that enters the lab network to connect."""
+    return relay_command(["nsenter", f"--net={NETNS_DIR / config.net_ns}"])
 
 
 def inventory_text(
-    config: LabConfig, hosts: Sequence[tuple[str, str]], python: str, *, kubernetes: bool = False
+    config: LabConfig, hosts: Sequence[tuple[str, str]], *, kubernetes: bool = False
 ) -> str:
     """The lab's Ansible inventory. Plain ansible, ansible-playbook and paramiko (which honours
     ProxyCommand) use it from the machine's own netns, with host key checking on. With
@@ -35,7 +48,7 @@ def inventory_text(
         [
             f"-o UserKnownHostsFile={config.known_hosts}",
             "-o StrictHostKeyChecking=yes",
-            f'-o ProxyCommand="{proxy_command(config, python)}"',
+            f'-o ProxyCommand="{proxy_command(config)}"',
         ]
     )
     sections = [
@@ -83,7 +96,7 @@ def kubernetes_vars(config: LabConfig) -> dict[str, str]:
     }
 
 
-def ssh_config_text(config: LabConfig, hosts: Sequence[tuple[str, str]], python: str) -> str:
+def ssh_config_text(config: LabConfig, hosts: Sequence[tuple[str, str]]) -> str:
     """An ssh_config for `ssh -F <state>/ssh_config HOST`; also what `lab ssh` and `ssh_run`
     use. Control sockets stay in the lab dir so `lab down` can close them."""
     lines = [f"# Written by `k8s-provision lab up` for lab {config.name}."]
@@ -96,7 +109,7 @@ def ssh_config_text(config: LabConfig, hosts: Sequence[tuple[str, str]], python:
         "    IdentitiesOnly yes",
         f"    UserKnownHostsFile {config.known_hosts}",
         "    StrictHostKeyChecking yes",
-        f"    ProxyCommand {proxy_command(config, python)}",
+        f"    ProxyCommand {proxy_command(config)}",
         "    ControlMaster auto",
         f"    ControlPath {config.control_dir}/%r@%h:%p",
         "    ControlPersist 60",
@@ -145,6 +158,6 @@ def write_access_files(cfg: LabConfig, state: LabState) -> None:
         lines += known_hosts_lines(host.name, host.address, keys)
     pairs = [(h.name, h.address) for h in state.hosts]
     write_file(cfg.known_hosts, "\n".join(lines) + "\n", only_if_changed=True)
-    inventory = inventory_text(cfg, pairs, sys.executable, kubernetes=state.kubernetes is not None)
+    inventory = inventory_text(cfg, pairs, kubernetes=state.kubernetes is not None)
     write_file(cfg.inventory, inventory, only_if_changed=True)
-    write_file(cfg.ssh_config, ssh_config_text(cfg, pairs, sys.executable), only_if_changed=True)
+    write_file(cfg.ssh_config, ssh_config_text(cfg, pairs), only_if_changed=True)

@@ -66,11 +66,11 @@ def kill_relays(cfg: LabConfig) -> None:
             continue
         try:
             ns = os.stat(proc / "ns/net")
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
         same_ns = (ns.st_dev, ns.st_ino) == (target.st_dev, target.st_ino)
-        if same_ns and b"k8s_provision.lab_relay" in cmdline:
+        # Only relays enter the lab network (hosts have namespaces of their own).
+        if same_ns and int(proc.name) != os.getpid():
             pid = int(proc.name)
             start = process_start_time(pid)
             if start is not None:

@@ -5,6 +5,7 @@ is this machine rather than a cluster host."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -113,7 +114,8 @@ class SshServer:
         self.address = address
         self.port: int = self._sock.getsockname()[1]
         self._transports: list[paramiko.Transport] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._server_thread = threading.Thread(target=self._serve, daemon=True)
+        self._server_thread.start()
 
     def known_hosts_line(self, key: paramiko.PKey | None = None) -> str:
         key = key or self.host_key
@@ -146,6 +148,12 @@ class SshServer:
                 threading.Thread(target=_pump, args=(channel, destination), daemon=True).start()
 
     def close(self) -> None:
+        # Stop the accept loop before closing the socket: a thread about to call accept on a
+        # closed descriptor number would accept on whatever socket reused it next (the next
+        # test's server), answering that test's clients with this server's host key.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._server_thread.join(timeout=10)
         self._sock.close()
         for transport in self._transports:
             transport.close()

@@ -10,7 +10,6 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import tarfile
 import tempfile
 import threading
@@ -209,7 +208,7 @@ def test_inventory_parses_with_ansible(cfg: lab.LabConfig, tmp_path: Path) -> No
     from ansible.vars.manager import VariableManager
 
     path = tmp_path / "inventory.ini"
-    path.write_text(lab.inventory_text(cfg, lab.lab_hosts(3), "/opt/venv/bin/python"))
+    path.write_text(lab.inventory_text(cfg, lab.lab_hosts(3)))
     loader = DataLoader()
     inventory = InventoryManager(loader=loader, sources=[str(path)])
     variables = VariableManager(loader=loader, inventory=inventory)
@@ -236,18 +235,20 @@ def test_inventory_parses_with_ansible(cfg: lab.LabConfig, tmp_path: Path) -> No
         "-o",
         "StrictHostKeyChecking=yes",
         "-o",
-        "ProxyCommand=nsenter --net=/run/netns/unit-net /opt/venv/bin/python"
-        " -m k8s_provision.lab_relay %h %p",
+        f"ProxyCommand=nsenter --net=/run/netns/unit-net bash -c '{lab.RELAY_SCRIPT}' %h %p",
+    ]
+    # What ssh and paramiko run once %h %p are filled in.
+    assert shlex.split(args[-1].removeprefix("ProxyCommand="))[2:] == [
+        "bash",
+        "-c",
+        lab.RELAY_SCRIPT,
+        "%h",
+        "%p",
     ]
 
 
-def test_proxy_command_quotes_odd_interpreter_paths(cfg: lab.LabConfig) -> None:
-    command = lab.proxy_command(cfg, "/opt/my venv/bin/python")
-    assert shlex.split(command)[2] == "/opt/my venv/bin/python"
-
-
 def test_ssh_config(cfg: lab.LabConfig) -> None:
-    text = lab.ssh_config_text(cfg, lab.lab_hosts(1), sys.executable)
+    text = lab.ssh_config_text(cfg, lab.lab_hosts(1))
     assert "Host node1\n    HostName 192.168.10.2\n" in text
     assert f"    UserKnownHostsFile {cfg.known_hosts}\n" in text
     assert "    StrictHostKeyChecking yes\n" in text
@@ -342,46 +343,48 @@ def test_cli_status_and_inventory_without_a_lab(
 # --- relay -------------------------------------------------------------------------------
 
 
-def test_relay_copies_both_ways() -> None:
+def _relay(host: str, port: int) -> list[str]:
+    return shlex.split(lab.relay_command().replace("%h", host).replace("%p", str(port)))
+
+
+def test_relay_copies_both_ways_and_ends_when_the_host_closes() -> None:
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
+    sent = b"hello " * 10000
 
     def serve() -> None:
         conn, _ = server.accept()
         with conn:
             conn.sendall(b"SSH-2.0-banner\n")
             received = b""
-            while chunk := conn.recv(4096):
+            while len(received) < len(sent) and (chunk := conn.recv(65536)):
                 received += chunk
             conn.sendall(received.upper())
 
     thread = threading.Thread(target=serve)
     thread.start()
-    result = subprocess.run(
-        [sys.executable, "-m", "k8s_provision.lab_relay", "127.0.0.1", str(port)],
-        input=b"hello " * 10000,
-        capture_output=True,
-        timeout=30,
-        check=False,
+    relay = subprocess.Popen(
+        _relay("127.0.0.1", port), stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
+    assert relay.stdin is not None and relay.stdout is not None
+    relay.stdin.write(sent)
+    relay.stdin.flush()  # stdin stays open, as an ssh client's does: the host's close ends it
+    out = relay.stdout.read()
+    assert relay.wait(timeout=30) == 0
+    relay.stdin.close()
     thread.join()
     server.close()
-    assert result.returncode == 0
-    assert result.stdout == b"SSH-2.0-banner\n" + b"HELLO " * 10000
+    assert out == b"SSH-2.0-banner\n" + sent.upper()
 
 
 def test_relay_reports_refused_connections() -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
     result = subprocess.run(
-        [sys.executable, "-m", "k8s_provision.lab_relay", "127.0.0.1", str(port)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+        _relay("127.0.0.1", port), capture_output=True, text=True, timeout=30, check=False
     )
-    assert result.returncode == 1
-    assert f"cannot connect to 127.0.0.1:{port}" in result.stderr
+    assert result.returncode != 0
+    assert f"/dev/tcp/127.0.0.1/{port}: Connection refused" in result.stderr
 
 
 def test_cli_refuses_a_bad_node_count() -> None:
@@ -528,7 +531,7 @@ def test_kubernetes_lab_inventory_loads_as_a_1_20_cluster(
     from k8s_provision import inventory
 
     path = tmp_path / "inventory.ini"
-    text = lab.inventory_text(cfg, lab.lab_hosts(2), "/opt/venv/bin/python", kubernetes=True)
+    text = lab.inventory_text(cfg, lab.lab_hosts(2), kubernetes=True)
     path.write_text(text)
     settings = inventory.load(path).settings
     assert settings.kube_version == kubernetes.KUBE_VERSION
