@@ -110,10 +110,8 @@ def test_nodes_are_reached_through_the_master_as_bastion(
     common = next(line for line in text.splitlines() if line.startswith("ansible_ssh_common_args="))
     known = common.split(" -o ProxyCommand=")[0]
     lines = [line for line in text.splitlines() if line != common]
-    value = common.removeprefix("ansible_ssh_common_args=")
-    lines.insert(
-        0, f"[bastion]\nbastion ansible_host=192.168.10.1 ansible_ssh_common_args='{value}'\n"
-    )
+    # Group vars take the rest of the line as it is (the relay's own quotes included).
+    lines.insert(0, f"[bastion]\nbastion ansible_host=192.168.10.1\n[bastion:vars]\n{common}\n")
     lines.append(known)
     through = tmp_path / "bastion.ini"
     through.write_text("\n".join(lines) + "\n")
