@@ -65,16 +65,18 @@ def host_unit_paths(cluster: Cluster, host: Host) -> dict[str, list[str]]:
     )
 
 
-def state_script(paths_by_unit: Mapping[str, Sequence[str]]) -> str:
+def state_script(paths_by_unit: Mapping[str, Sequence[str]], *, active: bool = True) -> str:
     """POSIX sh printing `config-state UNIT APPLIED ON-DISK ACTIVE` per unit (a missing file
     counts as empty, so a deleted config also differs from the record). It runs in every
     verify and on every role run, so it forks little: one systemctl for all units, then a
-    cat and a sha256sum per unit; the rest is shell built-ins."""
+    cat and a sha256sum per unit; the rest is shell built-ins. Without `active` ACTIVE is
+    `unknown` and systemctl is not asked: the probes read unit states with a probe of their
+    own, and on a lab host each systemctl costs more than the rest of the script."""
     units = list(paths_by_unit)
     if not units:
         return ":"
     listed = " ".join(shlex.quote(f"{u}.service") for u in units)
-    lines = [f"set -- $(systemctl is-active -- {listed} 2>/dev/null)"]
+    lines = [f"set -- $(systemctl is-active -- {listed} 2>/dev/null)" if active else "set --"]
     for unit in units:
         record = shlex.quote(f"{APPLIED_DIR}/{unit}")
         files = " ".join(shlex.quote(p) for p in paths_by_unit[unit])

@@ -171,6 +171,13 @@ def _prepare_root(cfg: LabConfig, root: Path, name: str, hosts: Sequence[tuple[s
     write_file(ssh_dir / "authorized_keys", pubkey, mode=0o600)
     # Generates only the keys that are missing: a host keeps its keys across power cycles.
     run(["chroot", str(root), "ssh-keygen", "-A"], f"generate {name}'s SSH host keys")
+    # Debian's sshd runs the update-motd scripts on every session, a third of what a
+    # connection costs the host; CentOS 7's sshd PAM stack has no pam_motd.
+    pam = root / "etc/pam.d/sshd"
+    lines = pam.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not re.match(r"session\s+optional\s+pam_motd\.so", line)]
+    if kept != lines:
+        write_file(pam, "".join(kept))
 
 
 def _create_cgroups(lab: str, host: str, *, all_controllers: bool = False) -> list[Path]:

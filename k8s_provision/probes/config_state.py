@@ -10,7 +10,8 @@ from k8s_provision.probes.base import Output, Probe
 
 
 def config_state(paths_by_unit: Mapping[str, Sequence[str]]) -> Probe[str]:
-    return Probe("config-state", service_state.state_script(paths_by_unit), _stdout)
+    # Its ACTIVE column stays `unknown`: every reader takes unit states from the units probe.
+    return Probe("config-state", service_state.state_script(paths_by_unit, active=False), _stdout)
 
 
 def _stdout(output: Output) -> str:

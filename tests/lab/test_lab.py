@@ -84,6 +84,11 @@ def test_hosts_have_distinct_identities_and_pinned_host_keys(lab: lab_api.LabSta
     for host, key in zip(HOSTS, keys, strict=True):
         assert f"{host},{lab.host(host).address} ssh-ed25519 {key}" in known_hosts
     assert [run_on(lab.config, h, "hostname") for h in HOSTS] == list(HOSTS)
+    # As on CentOS 7, sshd runs no motd scripts per session (the base image's file has them).
+    assert "pam_motd" in (lab.base / "etc/pam.d/sshd").read_text()
+    assert (
+        run_on(lab.config, "node1", "grep -c '^session.*pam_motd' /etc/pam.d/sshd || true") == "0"
+    )
 
 
 def test_hosts_see_each_other_but_not_the_outside(lab: lab_api.LabState) -> None:

@@ -23,6 +23,13 @@ def test_state_script_hashes_the_files_in_order_and_reports_no_record(tmp_path: 
     assert states["kube-apiserver"].on_disk == hashlib.sha256(b"A=1\nB=2\n").hexdigest()
     assert states["kube-apiserver"].applied == service_state.NO_RECORD
     assert states["kubelet"].on_disk == hashlib.sha256(b"").hexdigest()
+    # The probes' variant asks no systemctl; the rest of its output is the same.
+    quiet = service_state.state_script({"kubelet": [str(first)]}, active=False)
+    assert "systemctl" not in quiet
+    out = subprocess.run(["sh", "-c", quiet], capture_output=True, text=True, check=True).stdout
+    assert service_state.parse_states(out)["kubelet"] == service_state.ConfigState(
+        service_state.NO_RECORD, hashlib.sha256(b"A=1\n").hexdigest(), "unknown"
+    )
 
 
 def test_unit_paths_follow_the_components_each_unit_reads() -> None:
