@@ -71,11 +71,16 @@ def parse_disk(text: str) -> list[DiskUsage]:
 def disk(paths: Sequence[str]) -> Probe[list[DiskUsage]]:
     """Space and inodes of each existing path: one "k|i PATH <df -P line>" line each."""
     loop = " ".join(shlex.quote(p) for p in paths)
+    # One df per kind for all paths (it prints a line per path, in order, after a header).
+    per_kind = (
+        'df -P -{flag} -- "$@" | tail -n +2 |'
+        ' while read -r line; do printf "{kind} %s %s\\n" "$1" "$line"; shift; done'
+    )
     return Probe(
         "disk",
-        f'for p in {loop}; do [ -e "$p" ] || continue;'
-        ' printf "k %s " "$p"; df -P -k -- "$p" | tail -n 1;'
-        ' printf "i %s " "$p"; df -P -i -- "$p" | tail -n 1; done',
+        f'set --; for p in {loop}; do if [ -e "$p" ]; then set -- "$@" "$p"; fi; done;'
+        f" [ $# -gt 0 ] || exit 0; {per_kind.format(flag='k', kind='k')};"
+        f" {per_kind.format(flag='i', kind='i')}",
         lambda out: parse_disk(out.stdout),
     )
 

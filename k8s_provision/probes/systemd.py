@@ -57,7 +57,8 @@ def units(names: Sequence[str]) -> Probe[dict[str, UnitState]]:
 
 
 def status(unit: str) -> Probe[Output]:
-    return Probe(f"status:{unit}", f"systemctl status --no-pager -l -n 20 -- {unit}.service", raw)
+    # -n 0: its log lines are the journal probe's; reading the journal twice is most of its cost.
+    return Probe(f"status:{unit}", f"systemctl status --no-pager -l -n 0 -- {unit}.service", raw)
 
 
 # ---------------------------------------------------------------------------------------------

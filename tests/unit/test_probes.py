@@ -183,6 +183,23 @@ def test_parse_disk() -> None:
     assert host_probes.parse_disk("i / overlay 0 0 0 - /\n") == []
 
 
+def test_disk_probe_reads_each_existing_path_in_order(tmp_path: Path) -> None:
+    odd = tmp_path / "data"
+    odd.mkdir()
+    probe = host_probes.disk(["/", str(tmp_path / "missing"), str(odd)])
+    out = subprocess.run(["sh", "-c", probe.command], capture_output=True, text=True, check=True)
+    usages = HostFacts("here", {"disk": Output(0, out.stdout)}).read(probe)
+    assert usages is not None
+    assert [(u.kind, u.path) for u in usages] == [
+        ("k", "/"),
+        ("k", str(odd)),
+        ("i", "/"),
+        ("i", str(odd)),
+    ]
+    nothing = host_probes.disk([str(tmp_path / "missing")])
+    assert subprocess.run(["sh", "-c", nothing.command], check=False).returncode == 0
+
+
 def test_firewalld_open_ports_and_services() -> None:
     listing = (
         "public (active)\n  target: default\n  services: ssh etcd-client\n"
