@@ -81,3 +81,9 @@ def test_a_known_secret_value_is_never_searched_for() -> None:
     assert redact(text) == (
         "ansible_become_password=<redacted>\netcd[393]: etcd started; the etcd cluster is healthy"
     )
+
+
+def test_case_folded_names_are_still_found() -> None:
+    # The patterns fold case; so does the cheap test that decides whether they run at all.
+    for text in ("PA\u017f\u017fWORD=hunter2", "\u212aEY=hunter2", "X-AUTHORIZATION: hunter2"):
+        assert "hunter2" not in redact(text), text
