@@ -129,13 +129,17 @@ def _open(conn: _Connection) -> None:
         handshake_done = transport is not None and transport.initial_kex_done
         # No banner in time (a relay still dialling a powered-off host) ends either in the
         # banner timeout or, when start_client's own timeout comes first, in "No existing
-        # session" on a live transport; neither is the host's answer.
+        # session" (whether or not the banner timeout ended the transport meanwhile); neither
+        # is the host's answer.
         if (
             type(err) is paramiko.SSHException
             and not handshake_done
             and (
-                (transport is not None and transport.is_active())
-                or str(err) == "Error reading SSH protocol banner"
+                str(err) == "No existing session"
+                or (
+                    str(err) == "Error reading SSH protocol banner"
+                    and isinstance(err.__context__, TimeoutError)
+                )
             )
         ):
             raise TimeoutError(f"no SSH handshake within {conn.connect_timeout} s") from err
