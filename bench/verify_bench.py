@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import runpy
 import statistics
 import subprocess
 import sys
@@ -48,20 +49,10 @@ def converge(config: lab.LabConfig) -> None:
 
 def start_fake_api(config: lab.LabConfig) -> None:
     cluster = inventory.load(config.inventory)
-    scenario = {
-        "nodes": [
-            {"name": cluster.host(n).kube_node_name, "address": cluster.host(n).ip}
-            for n in cluster.nodes
-        ],
-        "components": [
-            {"name": name}
-            for name in (
-                "controller-manager",
-                "scheduler",
-                *(f"etcd-{i}" for i in range(len(cluster.etcd))),
-            )
-        ],
-    }
+    # The double's own healthy scenario; a bench script cannot import tests/ as a package.
+    ready_scenario = runpy.run_path(str(FAKE_APISERVER))["ready_scenario"]
+    nodes = [(cluster.host(n).kube_node_name, cluster.host(n).ip) for n in cluster.nodes]
+    scenario = ready_scenario(nodes, len(cluster.etcd))
     run = [
         f"systemctl stop {FAKE_UNIT}; true",
         "cat > /root/fake_apiserver.py",

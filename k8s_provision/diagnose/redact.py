@@ -104,12 +104,13 @@ def redact(text: str) -> str:
     if "-u" in text:
         text = _USER_OPTION.sub(lambda m: m["head"] + REDACTED, text)
     lower = text.casefold()  # folds as the (?i) patterns do, long s and Kelvin sign included
-    if "--" in text and any(word in lower for word in ("pass", "token", "secret")):
+    secret_word = any(word in lower for word in ("pass", "token", "secret"))
+    if "--" in text and secret_word:
         text = _SECRET_OPTION.sub(_redact_option, text)
     if "authorization" in lower:
         text = _AUTHORIZATION.sub(lambda m: m["head"] + REDACTED, text)
     if "bearer" in lower:
         text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
-    if any(word in lower for word in ("pass", "token", "secret", "key")):
+    if secret_word or "key" in lower:
         text = _ASSIGNMENT.sub(_redact_assignment, text)
     return text

@@ -70,8 +70,8 @@ def kill_relays(cfg: LabConfig) -> None:
             continue
         same_ns = (ns.st_dev, ns.st_ino) == (target.st_dev, target.st_ino)
         # Only relays enter the lab network (hosts have namespaces of their own).
-        if same_ns and int(proc.name) != os.getpid():
-            pid = int(proc.name)
+        pid = int(proc.name)
+        if same_ns and pid != os.getpid():
             start = process_start_time(pid)
             if start is not None:
                 terminate(pid, start)

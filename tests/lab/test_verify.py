@@ -1,8 +1,9 @@
 """`verify` against the lab after site.yml: real SSH, systemd, a real 3-member etcd cluster and
 the flannel key in it, and the real kubectl (Debian's 1.20) on the master talking to the FAKE
-API server, a test double (tests/support/fake_apiserver.py) since no Kubernetes API server can run
-here. The Debian lab has no kube, flannel or docker packages: their checks must be `skip`,
-never `pass`."""
+API server, a test double (tests/support/fake_apiserver.py) that puts the API in states a real
+cluster reaches only slowly or not at will. This classic lab has no Kubernetes binaries (the
+real 1.20 API server and kubelets are tested in test_kubernetes.py), no flannel and no docker:
+their checks must be `skip`, never `pass`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from k8s_provision import facts, verify
 from k8s_provision import lab as lab_api
 from k8s_provision.model import Cluster
 from k8s_provision.report import Check, Report
+from tests.support.fake_apiserver import ready_scenario
 
 pytestmark = pytest.mark.lab
 
@@ -113,20 +115,8 @@ def fake_api(
 
 
 def all_ready(cluster: Cluster) -> dict[str, Any]:
-    return {
-        "nodes": [
-            {"name": cluster.host(n).kube_node_name, "address": cluster.host(n).ip}
-            for n in cluster.nodes
-        ],
-        "components": [
-            {"name": name}
-            for name in (
-                "controller-manager",
-                "scheduler",
-                *(f"etcd-{i}" for i in range(len(cluster.etcd))),
-            )
-        ],
-    }
+    nodes = [(cluster.host(n).kube_node_name, cluster.host(n).ip) for n in cluster.nodes]
+    return ready_scenario(nodes, len(cluster.etcd))
 
 
 # --- no API server: the converged Debian lab --------------------------------------------------

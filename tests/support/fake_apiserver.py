@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """FAKE Kubernetes API server: a TEST DOUBLE for `k8s-provision verify`, never a cluster part.
 
-No Kubernetes API server can run on the lab (Debian has no kube-apiserver), so the lab tests
-start this on the lab master to drive the real kubectl through `verify`. It answers the
-read-only endpoints kubectl uses -- /healthz, /version, /api, /apis, /api/v1 and the group
-resource lists, /api/v1/nodes, /api/v1/componentstatuses -- with bodies shaped like those of a
-Kubernetes 1.5.2 apiserver on its insecure port (1.5 discovery: resources carry name, namespaced
-and kind only; list items carry no kind/apiVersion; 404s are v1 Status objects). It serves
-nothing else and changes nothing: every other path or method gets a 404 or 405 Status.
+The classic lab (the layout of CentOS 7's Kubernetes 1.5, without the 1.20 binaries the lab can
+build) runs no API server, so the lab tests start this on its master to drive the real kubectl
+through `verify` in states a real cluster reaches only slowly or not at will (a node Unknown, a
+component unhealthy); the real 1.20 API server is tested in tests/lab/test_kubernetes.py. It
+answers the read-only endpoints kubectl uses -- /healthz, /version, /api, /apis, /api/v1 and the
+group resource lists, /api/v1/nodes, /api/v1/componentstatuses -- with bodies shaped like those
+of a Kubernetes 1.5.2 apiserver on its insecure port (1.5 discovery: resources carry name,
+namespaced and kind only; list items carry no kind/apiVersion; 404s are v1 Status objects). It
+serves nothing else and changes nothing: every other path or method gets a 404 or 405 Status.
 
 What the cluster looks like comes from a scenario file (JSON), re-read on every request so a
 test can switch scenarios without restarting the server:
@@ -158,6 +160,16 @@ PRESSURE_DEFAULTS = {
 }
 CREATED = "2017-01-20T09:00:00Z"
 HEARTBEAT = "2017-01-20T10:00:00Z"
+
+
+def ready_scenario(nodes: list[tuple[str, str]], etcd_members: int) -> dict[str, Any]:
+    """The scenario of a healthy cluster: each (node name, address) Ready, the scheduler, the
+    controller-manager and etcd-0 .. etcd-<etcd_members - 1> healthy."""
+    components = ["controller-manager", "scheduler", *(f"etcd-{i}" for i in range(etcd_members))]
+    return {
+        "nodes": [{"name": name, "address": address} for name, address in nodes],
+        "components": [{"name": name} for name in components],
+    }
 
 
 def _uid(name: str) -> str:

@@ -69,6 +69,11 @@ def _known(tmp_path: Path, *lines: str) -> Path:
     return path
 
 
+def _through_relay(known: Path) -> str:
+    """ssh args that reach the server through the lab's relay, as lab hosts are reached."""
+    return f'-o UserKnownHostsFile={known} -o ProxyCommand="{lab.relay_command()}"'
+
+
 def test_runs_commands_and_reports_exit_codes_and_streams(
     tmp_path: Path, server: SshServer, key: tuple[Path, paramiko.PKey]
 ) -> None:
@@ -219,8 +224,7 @@ def test_proxycommand_relay_and_a_proxycommand_that_exits(
     tmp_path: Path, server: SshServer, key: tuple[Path, paramiko.PKey]
 ) -> None:
     known = _known(tmp_path, server.known_hosts_line())
-    relay = lab.relay_command()
-    args = f'-o UserKnownHostsFile={known} -o ProxyCommand="{relay}"'
+    args = _through_relay(known)
     assert HostSession(_host(server, key[0], known, ssh_common_args=args)).run("true").ok
 
     dead = """-o ProxyCommand="sh -c 'echo no route to %h >&2; exit 1'" """
@@ -254,8 +258,7 @@ def test_many_hosts_at_once_share_no_connection_settings(
     # fabric's Config merges lazily and is not safe to share between threads: connections
     # made in parallel from one Config failed at random ("No attribute or config key found").
     known = _known(tmp_path, server.known_hosts_line())
-    relay = lab.relay_command()
-    args = f'-o UserKnownHostsFile={known} -o ProxyCommand="{relay}"'
+    args = _through_relay(known)
     hosts = [_host(server, key[0], known, name=f"n{i}", ssh_common_args=args) for i in range(12)]
     for _ in range(5):  # a race: each round has a chance to show it
         results = on_hosts(hosts, lambda s: s.run("true"), timeout=10)
