@@ -54,6 +54,8 @@ def inventory_text(
         f"ansible_ssh_private_key_file={config.key}",
         "ansible_python_interpreter=/usr/bin/python3",
         "k8s_os_family=debian",
+        # Plaintext until the roles install the TLS layout's certificates (issue 13).
+        "k8s_security=classic",
         f"ansible_ssh_common_args={common_args}",
         "# Every lab uses the same addresses: ControlPersist sockets of their own keep Ansible",
         "# from reusing a connection to another lab's host.",
