@@ -8,6 +8,9 @@ The files each host receives are `render.planned_files` (`k8s.files` for the rol
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
 from typing import Any
 
 from ansible.release import __version__ as ansible_version
@@ -168,6 +171,27 @@ def kubelet_client_cert(cluster: Cluster) -> str:
 
 def kubelet_client_key(cluster: Cluster) -> str:
     return f"{PKI_DIR}/kubelet.key" if api_secure(cluster) else ""
+
+
+def api_secure_url(cluster: Cluster) -> str:
+    """The API server's secure port, as the kubeconfigs of the PKI name it: kube_api_port from
+    1.20 (the only port), kube_api_secure_port before."""
+    s = cluster.settings
+    port = s.kube_api_port if s.kube_minor >= 20 else s.kube_api_secure_port
+    return f"https://{cluster.master.ip}:{port}"
+
+
+def pki_state_dir(cluster: Cluster) -> Path:
+    """Where the controller keeps the cluster's PKI: kube_pki_source when set, else a state
+    directory of its own, named by the master and a digest of what makes the cluster this
+    cluster (master address and etcd cluster token), so two inventories of one cluster share
+    it and two clusters never do."""
+    if cluster.settings.kube_pki_source:
+        return Path(cluster.settings.kube_pki_source)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    identity = f"{cluster.master.ip}\0{cluster.settings.etcd_cluster_token}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return Path(base) / "k8s-provision" / "clusters" / f"{cluster.master.name}-{digest}" / "pki"
 
 
 def api_client(cluster: Cluster) -> Api:
