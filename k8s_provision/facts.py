@@ -109,17 +109,44 @@ def open_ports(cluster: Cluster, host: Host) -> list[str]:
     return ports
 
 
+def etcd_scheme(cluster: Cluster) -> str:
+    """etcd serves clients and peers over TLS with k8s_security tls, in plaintext with classic."""
+    return "https" if cluster.settings.tls else "http"
+
+
 def etcd_client_url(cluster: Cluster, host: Host) -> str:
-    return f"http://{host.ip}:{cluster.settings.etcd_client_port}"
+    return f"{etcd_scheme(cluster)}://{host.ip}:{cluster.settings.etcd_client_port}"
 
 
 def etcd_peer_url(cluster: Cluster, host: Host) -> str:
-    return f"http://{host.ip}:{cluster.settings.etcd_peer_port}"
+    return f"{etcd_scheme(cluster)}://{host.ip}:{cluster.settings.etcd_peer_port}"
 
 
 def etcd_local_url(cluster: Cluster) -> str:
     """etcd's client URL from a member itself."""
-    return f"http://127.0.0.1:{cluster.settings.etcd_client_port}"
+    return f"{etcd_scheme(cluster)}://127.0.0.1:{cluster.settings.etcd_client_port}"
+
+
+# The etcd CA and the tool's own etcd client certificate on every etcd member (k8s_security
+# tls): what the roles' etcdctl calls, verify and diagnose present to etcd.
+ETCD_PKI_DIR = "/etc/etcd/pki"
+ETCD_CA = f"{ETCD_PKI_DIR}/etcd-ca.crt"
+ETCD_TOOL_CERT = f"{ETCD_PKI_DIR}/etcd-client.crt"
+ETCD_TOOL_KEY = f"{ETCD_PKI_DIR}/etcd-client.key"
+
+
+def etcdctl_tls_args(cluster: Cluster, api: int = 3) -> list[str]:
+    """etcdctl's TLS options for the tool's certificate (v3 and v2 spell them differently);
+    empty for classic. Constant paths: safe as words of a shell command."""
+    if not cluster.settings.tls:
+        return []
+    if api == 2:
+        return [
+            f"--ca-file={ETCD_CA}",
+            f"--cert-file={ETCD_TOOL_CERT}",
+            f"--key-file={ETCD_TOOL_KEY}",
+        ]
+    return [f"--cacert={ETCD_CA}", f"--cert={ETCD_TOOL_CERT}", f"--key={ETCD_TOOL_KEY}"]
 
 
 # Where the lab's PKI (k8s_provision.pki) puts the cluster CA and the admin kubeconfig.
@@ -137,13 +164,19 @@ def _api_scheme(cluster: Cluster) -> str:
 
 
 def api_url(cluster: Cluster) -> str:
-    """The master's API port as every host reaches it: insecure up to 1.19, TLS from 1.20."""
-    return f"{_api_scheme(cluster)}://{cluster.master.ip}:{cluster.settings.kube_api_port}"
+    """The master's API port as every host reaches it: the insecure port with classic up to
+    1.19, the secure port with tls or from 1.20."""
+    if cluster.settings.tls or api_secure(cluster):
+        return api_secure_url(cluster)
+    return f"http://{cluster.master.ip}:{cluster.settings.kube_api_port}"
 
 
 def api_local_url(cluster: Cluster) -> str:
     """The API port from the master itself: where kube-apiserver binds, or loopback when it
-    binds every address (127.0.0.1 is in the serving certificate)."""
+    binds every address (127.0.0.1 is in the serving certificate). With tls before 1.20 the
+    insecure port, which then binds 127.0.0.1 only and serves the master itself."""
+    if cluster.settings.tls and not api_secure(cluster):
+        return f"http://127.0.0.1:{cluster.settings.kube_api_port}"
     address = cluster.settings.kube_api_address
     local = "127.0.0.1" if address == "0.0.0.0" else address  # noqa: S104 -- compared, not bound
     return f"{_api_scheme(cluster)}://{local}:{cluster.settings.kube_api_port}"
@@ -195,7 +228,11 @@ def pki_state_dir(cluster: Cluster) -> Path:
 
 
 def api_client(cluster: Cluster) -> Api:
-    """How verify and diagnose reach the API server from the master."""
+    """How verify and diagnose reach the API server from the master: with tls before 1.20
+    through the insecure port, which then serves the master's loopback only (the secure port
+    refuses anonymous requests, and curl cannot read a kubeconfig's embedded certificate)."""
+    if cluster.settings.tls and not api_secure(cluster):
+        return Api(api_local_url(cluster))
     return Api(api_url(cluster), api_ca(cluster), admin_kubeconfig(cluster))
 
 
@@ -212,6 +249,14 @@ def context(cluster: Cluster, host: Host) -> dict[str, Any]:
         "etcd_client_url": etcd_client_url(cluster, host) if host.is_etcd else "",
         "etcd_peer_url": etcd_peer_url(cluster, host) if host.is_etcd else "",
         "etcd_local_url": etcd_local_url(cluster),
+        "etcdctl_tls_args": etcdctl_tls_args(cluster),
+        "etcdctl_v2_tls_args": etcdctl_tls_args(cluster, api=2),
+        # For the uri module (the flannel key): the tool's etcd client certificate.
+        "etcd_client_tls": (
+            {"ca_path": ETCD_CA, "client_cert": ETCD_TOOL_CERT, "client_key": ETCD_TOOL_KEY}
+            if cluster.settings.tls
+            else {}
+        ),
         "api_url": api_url(cluster),
         "api_local_url": api_local_url(cluster),
         "api_ca": api_ca(cluster),
