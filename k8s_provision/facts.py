@@ -263,4 +263,24 @@ def context(cluster: Cluster, host: Host) -> dict[str, Any]:
         "kubelet_healthz_url": KUBELET_HEALTHZ_URL,
         "kubelet_client_cert": kubelet_client_cert(cluster),
         "kubelet_client_key": kubelet_client_key(cluster),
+        "pki_files": pki_files(cluster, host),
     }
+
+
+def pki_files(cluster: Cluster, host: Host) -> list[dict[str, str]]:
+    """The PKI files `host` receives (k8s_security tls), with their source on the controller;
+    the certificates role installs them."""
+    from k8s_provision.pki.plan import host_files  # pki.store imports this module
+
+    state = pki_state_dir(cluster)
+    return [
+        {
+            "src": str(state / f.src),
+            "dest": f.dest,
+            "owner": f.owner,
+            "group": f.group,
+            "mode": f.mode,
+            "component": f.component,
+        }
+        for f in host_files(cluster, host)
+    ]
