@@ -16,6 +16,7 @@ from typing import Any
 from ansible.release import __version__ as ansible_version
 
 from k8s_provision.model import Cluster, Host
+from k8s_provision.probes.etcd import Endpoint
 from k8s_provision.probes.http import Api
 
 # Units in start order, and the role that runs each.
@@ -133,6 +134,22 @@ ETCD_PKI_DIR = "/etc/etcd/pki"
 ETCD_CA = f"{ETCD_PKI_DIR}/etcd-ca.crt"
 ETCD_TOOL_CERT = f"{ETCD_PKI_DIR}/etcd-client.crt"
 ETCD_TOOL_KEY = f"{ETCD_PKI_DIR}/etcd-client.key"
+
+
+def etcd_endpoint(cluster: Cluster, host: Host) -> Endpoint:
+    """How verify, diagnose and the fast path reach `host`'s etcd: its client URL, with the
+    tool's client certificate under k8s_security tls."""
+    return _tls_endpoint(cluster, etcd_client_url(cluster, host))
+
+
+def etcd_local_endpoint(cluster: Cluster) -> Endpoint:
+    return _tls_endpoint(cluster, etcd_local_url(cluster))
+
+
+def _tls_endpoint(cluster: Cluster, url: str) -> Endpoint:
+    if not cluster.settings.tls:
+        return Endpoint(url)
+    return Endpoint(url, ETCD_CA, ETCD_TOOL_CERT, ETCD_TOOL_KEY)
 
 
 def etcdctl_tls_args(cluster: Cluster, api: int = 3) -> list[str]:

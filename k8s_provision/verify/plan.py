@@ -17,11 +17,12 @@ def probes_for(cluster: Cluster, host: Host) -> list[Probe[Any]]:
     if host.is_etcd or host.is_master:
         probes.append(network.listening())
     if host.is_etcd:
-        url = facts.etcd_client_url(cluster, host)
+        url = facts.etcd_endpoint(cluster, host)
         probes += [
             etcd.health(url),
             etcd.reach(url),
             etcd.members(url),
+            *([etcd.anonymous(url)] if s.tls else []),
             flannel.network_config(url, s.flannel_etcd_prefix),
             flannel.subnets(url, s.flannel_etcd_prefix),
         ]
