@@ -12,6 +12,7 @@ import click
 
 from k8s_provision import __version__
 from k8s_provision.commands import (
+    certs,
     diagnose,
     kubeconfig,
     lab,
@@ -73,6 +74,7 @@ cli.add_command(nodes.remove_node)
 cli.add_command(verify.command)
 cli.add_command(diagnose.command)
 cli.add_command(kubeconfig.command)
+cli.add_command(certs.group)
 cli.add_command(lab.group)
 
 
