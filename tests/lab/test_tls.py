@@ -163,6 +163,29 @@ def test_verify_passes_without_a_plaintext_warning(tls_lab: lab_api.LabState) ->
     assert not [c for c in checks if c["status"] == "warn"]
 
 
+def test_certs_check_and_the_admin_kubeconfig(tls_lab: lab_api.LabState, tmp_path: Path) -> None:
+    result = cli("certs", "check", str(tls_lab.inventory), "--json")
+    assert result.returncode == 0, explain(result)
+    checks = json.loads(result.stdout)["checks"]
+    assert len(checks) > 20 and {c["status"] for c in checks} == {"pass"}
+    # Break one key's mode on a host: certs check names the host and the file.
+    run(tls_lab, "node2", "chmod 644 /etc/etcd/pki/etcd-member.key")
+    try:
+        broken = cli("certs", "check", str(tls_lab.inventory), "--json")
+        assert broken.returncode == 1
+        failed = [c for c in json.loads(broken.stdout)["checks"] if c["status"] == "fail"]
+        assert [(c["host"], c["check"]) for c in failed] == [
+            ("node2", "cert:/etc/etcd/pki/etcd-member.key")
+        ]
+    finally:
+        run(tls_lab, "node2", "chmod 600 /etc/etcd/pki/etcd-member.key")
+    out = tmp_path / "admin.conf"
+    made = cli("kubeconfig", str(tls_lab.inventory), "-o", str(out))
+    assert made.returncode == 0, explain(made)
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert "client-key-data" not in made.stdout + made.stderr
+
+
 def test_a_member_is_removed_and_added_again_over_tls(tls_lab: lab_api.LabState) -> None:
     removed = cli("remove-node", str(tls_lab.inventory), "node2", "--yes")
     assert removed.returncode == 0, explain(removed)
