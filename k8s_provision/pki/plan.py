@@ -141,9 +141,19 @@ _READERS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def kube_services_installed(cluster: Cluster) -> bool:
+    """The Kubernetes services run on the hosts: the redhat family installs their packages,
+    elsewhere only binaries already there do (kube_binaries_provided; the roles'
+    kube_master_installable says the same)."""
+    s = cluster.settings
+    return s.k8s_os_family == "redhat" or s.kube_binaries_provided
+
+
 def host_files(cluster: Cluster, host: Host) -> list[HostFile]:
     """Every PKI file `host` receives with k8s_security tls (classic ships the 1.20 bundle as
-    one directory, see the kube_master and kube_node roles); empty for classic."""
+    one directory, see the kube_master and kube_node roles); empty for classic. The master's
+    files only where its services run: their keys belong to the kube user, whom the packages
+    (or the lab's binaries) create."""
     if not cluster.settings.tls:
         return []
     bundle = f"hosts/{host.name}"
@@ -170,4 +180,6 @@ def host_files(cluster: Cluster, host: Host) -> list[HostFile]:
         else:
             add(f"{leaf.stem}.crt", directory, "root", "0644", component)
             add(f"{leaf.stem}.key", directory, owner, "0600", component)
+    if not kube_services_installed(cluster):
+        files = [f for f in files if f.component != "master"]
     return files

@@ -33,7 +33,7 @@ def files(paths: Sequence[str]) -> Probe[dict[str, FileState] | None]:
             f" if test -f {quoted}; then stat -c '%U %a' -- {quoted};"
             f" sha256sum < {quoted} | cut -d' ' -f1; {show}; else echo missing; fi"
         )
-    return Probe("pki-files", " ".join(parts) or "true", parse_files)
+    return Probe("pki-files", "; ".join(parts) or "true", parse_files)
 
 
 def parse_files(output: Output) -> dict[str, FileState] | None:

@@ -146,3 +146,21 @@ def test_verify_includes_one_certs_row_per_host(made: tuple[Cluster, Path]) -> N
         if c.check == "certs" and c.host == "node1"
     ]
     assert bad[0].status == "fail" and "expired" in bad[0].detail
+
+
+def test_the_probe_command_runs_in_a_real_shell(tmp_path: Path) -> None:
+    import subprocess
+
+    crt, key = tmp_path / "a.crt", tmp_path / "a.key"
+    crt.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    key.write_text("secret")
+    key.chmod(0o600)
+    probe = files_probe([str(crt), str(key), str(tmp_path / "gone.crt")])
+    done = subprocess.run(["sh", "-c", probe.command], capture_output=True, text=True, check=False)
+    found = probe.parse(Output(done.returncode, done.stdout, done.stderr))
+    assert found is not None, done.stderr
+    assert found[str(key)].mode == "600" and found[str(key)].pem == ""
+    assert "secret" not in done.stdout  # a key's content never leaves the host
+    assert found[str(key)].sha256 == hashlib.sha256(b"secret").hexdigest()
+    assert found[str(crt)].pem.startswith("-----BEGIN CERTIFICATE-----")
+    assert not found[str(tmp_path / "gone.crt")].present

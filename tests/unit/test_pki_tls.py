@@ -211,3 +211,11 @@ def test_secrets_never_reach_an_error_message(made: tuple[Cluster, Path]) -> Non
     with pytest.raises(pki.PkiError) as err:
         pki.ensure_pki(cluster, copy)
     assert "PRIVATE KEY" not in str(err.value) and "BEGIN" not in str(err.value)
+
+
+def test_master_files_only_where_the_master_services_run(tmp_path: Path) -> None:
+    lab = tmp_path / "lab.ini"
+    lab.write_text((DATA / "reference-tls.ini").read_text() + "k8s_os_family=debian\n")
+    cluster = inventory.load(lab)  # debian without binaries: no Kubernetes services, no kube user
+    components = {f.component for f in pki.host_files(cluster, cluster.host("master"))}
+    assert components == {"etcd", "flannel"}
