@@ -199,9 +199,14 @@ def api_local_url(cluster: Cluster) -> str:
     return f"{_api_scheme(cluster)}://{local}:{cluster.settings.kube_api_port}"
 
 
+def _client_tls(cluster: Cluster) -> bool:
+    """Hosts reach the API on its secure port with a certificate: tls, or from 1.20."""
+    return cluster.settings.tls or api_secure(cluster)
+
+
 def api_ca(cluster: Cluster) -> str:
     """The CA file clients check the secure port with; empty for the insecure port."""
-    return f"{PKI_DIR}/ca.crt" if api_secure(cluster) else ""
+    return f"{PKI_DIR}/ca.crt" if _client_tls(cluster) else ""
 
 
 def admin_kubeconfig(cluster: Cluster) -> str:
@@ -216,11 +221,11 @@ KUBELET_HEALTHZ_URL = "http://127.0.0.1:10248/healthz"
 def kubelet_client_cert(cluster: Cluster) -> str:
     """The node's client certificate for the secure port (system:node:<name>); empty for the
     insecure port."""
-    return f"{PKI_DIR}/kubelet.crt" if api_secure(cluster) else ""
+    return f"{PKI_DIR}/kubelet.crt" if _client_tls(cluster) else ""
 
 
 def kubelet_client_key(cluster: Cluster) -> str:
-    return f"{PKI_DIR}/kubelet.key" if api_secure(cluster) else ""
+    return f"{PKI_DIR}/kubelet.key" if _client_tls(cluster) else ""
 
 
 def api_secure_url(cluster: Cluster) -> str:

@@ -177,7 +177,13 @@ def host_files(cluster: Cluster, host: Host) -> list[HostFile]:
         directory, owner, component = _READERS[leaf.stem]
         if leaf.kubeconfig:
             add(f"{leaf.stem}.kubeconfig", directory, owner, "0600", component)
-        else:
+        if leaf.stem == "kubelet":
+            # Also as files: the kube_node role asks the API whether the node is Ready with
+            # the node's own identity (facts.kubelet_client_cert), and the uri module cannot
+            # read a kubeconfig.
+            add("kubelet.crt", directory, "root", "0644", component)
+            add("kubelet.key", directory, owner, "0600", component)
+        elif not leaf.kubeconfig:
             add(f"{leaf.stem}.crt", directory, "root", "0644", component)
             add(f"{leaf.stem}.key", directory, owner, "0600", component)
     if not kube_services_installed(cluster):
