@@ -7,9 +7,19 @@ from pathlib import Path
 import click
 
 from k8s_provision import report
-from k8s_provision.commands.options import inventory_options, load_inventory
+from k8s_provision.commands.options import (
+    inventory_options,
+    limit_option,
+    load_inventory,
+    phase_context,
+    playbook_options,
+    run_options,
+)
 from k8s_provision.errors import OperationFailed
+from k8s_provision.phases import operations
 from k8s_provision.pki.check import certs_check
+from k8s_provision.pki.renew import renew_leaves
+from k8s_provision.progress import operator_console
 
 
 @click.group("certs")
@@ -35,3 +45,40 @@ def check(inventory_path: Path, as_json: bool) -> None:
     if not result.ok:
         failed = ", ".join(f"{c.host} {c.check}" for c in result.failed[:6])
         raise OperationFailed(f"certs check: {len(result.failed)} failed: {failed}")
+
+
+@group.command("renew")
+@click.argument("inventory_path", metavar="INVENTORY", type=click.Path(path_type=Path))
+@inventory_options
+@limit_option
+@playbook_options
+def renew(
+    inventory_path: Path,
+    limit: str | None,
+    forks: int | None,
+    verbosity: int,
+    log_dir: Path,
+    lock_timeout: float,
+    ask_become_pass: bool,
+) -> None:
+    """Sign every leaf certificate of INVENTORY's cluster again (new validity, same keys and
+    CAs) and roll them out as `up` does: each daemon restarts because its certificate
+    changed, etcd one member at a time with a health check between, so the cluster keeps its
+    quorum and the API is down only for its own restart; then verify.
+
+    Rotating the CAs themselves (--ca) is not built: a new CA needs every host to trust old
+    and new at once during the change.
+    """
+    cluster = load_inventory(inventory_path)
+    renew_leaves(cluster)
+    run = run_options(forks, verbosity, log_dir, ask_become_pass)
+    with phase_context(
+        cluster,
+        inventory_path,
+        run,
+        operator_console(),
+        limit=limit,
+        lock_timeout=lock_timeout,
+        full=True,
+    ) as ctx:
+        operations.up(ctx)

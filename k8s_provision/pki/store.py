@@ -86,9 +86,10 @@ class _Ca:
         return self._key
 
 
-def ensure_pki(cluster: Cluster, state_dir: Path) -> Path:
+def ensure_pki(cluster: Cluster, state_dir: Path, *, renew: bool = False) -> Path:
     """Make whatever is missing of the cluster's PKI under `state_dir`; returns `state_dir`.
-    Two runs at once (forks of one ansible-playbook) take turns on a lock file."""
+    Two runs at once (forks of one ansible-playbook) take turns on a lock file. `renew` signs
+    every leaf again (same keys, a new validity period; `certs renew`); the CAs stay."""
     _private_dir(state_dir)
     with _locked(state_dir / ".lock"):
         cas = {"cluster": _Ca(state_dir, "ca", CA_NAME)}
@@ -111,7 +112,7 @@ def ensure_pki(cluster: Cluster, state_dir: Path) -> Path:
                 _write(out / "sa.key", (state_dir / "sa.key").read_bytes())
                 _write(out / "sa.pub", sa_pub)
             for leaf in wanted:
-                _ensure_leaf(out, leaf, cas[leaf.ca], cas["cluster"].cert, server)
+                _ensure_leaf(out, leaf, cas[leaf.ca], cas["cluster"].cert, server, renew=renew)
     return state_dir
 
 
@@ -132,7 +133,13 @@ def _ensure_sa(state_dir: Path) -> bytes:
 
 
 def _ensure_leaf(
-    out: Path, leaf: crypto.Leaf, ca: _Ca, cluster_ca: x509.Certificate, server: str
+    out: Path,
+    leaf: crypto.Leaf,
+    ca: _Ca,
+    cluster_ca: x509.Certificate,
+    server: str,
+    *,
+    renew: bool = False,
 ) -> None:
     cert_path, key_path = out / f"{leaf.stem}.crt", out / f"{leaf.stem}.key"
     current = crypto.load_cert(cert_path.read_bytes()) if cert_path.exists() else None
@@ -150,7 +157,7 @@ def _ensure_leaf(
         key_pem = crypto.private_pem(crypto.new_key())
         _write(key_path, key_pem)
         current = None  # a certificate without its key is of no use: sign the new key
-    if current is None or not crypto.matches(current, leaf):
+    if current is None or renew or not crypto.matches(current, leaf):
         key = crypto.load_key(key_pem, str(key_path))
         current = crypto.issue(leaf, key, ca.cert, ca.key)
         _write(cert_path, crypto.cert_pem(current), replace=True)

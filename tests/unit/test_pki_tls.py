@@ -219,3 +219,26 @@ def test_master_files_only_where_the_master_services_run(tmp_path: Path) -> None
     cluster = inventory.load(lab)  # debian without binaries: no Kubernetes services, no kube user
     components = {f.component for f in pki.host_files(cluster, cluster.host("master"))}
     assert components == {"etcd", "flannel"}
+
+
+def test_renew_signs_every_leaf_again_with_the_same_keys_and_cas(tmp_path: Path) -> None:
+    path = tmp_path / "tls.ini"
+    path.write_text(TLS.read_text() + f"kube_pki_source={tmp_path}/pki\n")
+    cluster = inventory.load(path)
+    state = pki.ensure_pki(cluster, tmp_path / "pki")
+    before = {p: p.read_bytes() for p in state.rglob("*") if p.is_file()}
+    from k8s_provision.pki.renew import renew_leaves
+
+    renew_leaves(cluster)
+    after = {p: p.read_bytes() for p in state.rglob("*") if p.is_file()}
+    changed = {p.name for p in before if before[p] != after[p]}
+    assert all(name.endswith((".crt", ".kubeconfig")) for name in changed)
+    assert "etcd-member.crt" in changed and "admin.kubeconfig" in changed
+    assert not {"ca.crt", "etcd-ca.crt", "ca.key", "etcd-ca.key", "sa.key"} & changed
+    assert not any(name.endswith(".key") for name in changed)
+    old = x509.load_pem_x509_certificate(before[state / "hosts/node1/etcd-member.crt"])
+    new = cert(state / "hosts/node1/etcd-member.crt")
+    assert new.serial_number != old.serial_number and new.public_key() == old.public_key()
+    new.verify_directly_issued_by(cert(state / "etcd-ca.crt"))
+    pki.ensure_pki(cluster, state)  # an ordinary run keeps the renewed set
+    assert {p: p.read_bytes() for p in state.rglob("*") if p.is_file()} == after
