@@ -272,6 +272,9 @@ def context(cluster: Cluster, host: Host) -> dict[str, Any]:
         "etcd_peer_url": etcd_peer_url(cluster, host) if host.is_etcd else "",
         "etcd_local_url": etcd_local_url(cluster),
         "etcdctl_tls_args": etcdctl_tls_args(cluster),
+        # The line the classic layout's etcd file has and the tls one never has: the etcd
+        # role refuses to switch such a running member to tls (no rolling migration yet).
+        "etcd_plaintext_marker": 'ETCD_LISTEN_PEER_URLS="http://',
         "etcdctl_v2_tls_args": etcdctl_tls_args(cluster, api=2),
         # For the uri module (the flannel key): the tool's etcd client certificate.
         "etcd_client_tls": (
