@@ -11,7 +11,18 @@ from typing import Any
 import click
 
 from k8s_provision import __version__
-from k8s_provision.commands import diagnose, lab, nodes, plan, render, reset, up, verify
+from k8s_provision.commands import (
+    certs,
+    diagnose,
+    kubeconfig,
+    lab,
+    nodes,
+    plan,
+    render,
+    reset,
+    up,
+    verify,
+)
 from k8s_provision.errors import ProvisionError, Terminated
 
 
@@ -62,6 +73,8 @@ cli.add_command(nodes.add_node)
 cli.add_command(nodes.remove_node)
 cli.add_command(verify.command)
 cli.add_command(diagnose.command)
+cli.add_command(kubeconfig.command)
+cli.add_command(certs.group)
 cli.add_command(lab.group)
 
 

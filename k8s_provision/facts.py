@@ -8,11 +8,15 @@ The files each host receives are `render.planned_files` (`k8s.files` for the rol
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
 from typing import Any
 
 from ansible.release import __version__ as ansible_version
 
 from k8s_provision.model import Cluster, Host
+from k8s_provision.probes.etcd import Endpoint
 from k8s_provision.probes.http import Api
 
 # Units in start order, and the role that runs each.
@@ -106,17 +110,60 @@ def open_ports(cluster: Cluster, host: Host) -> list[str]:
     return ports
 
 
+def etcd_scheme(cluster: Cluster) -> str:
+    """etcd serves clients and peers over TLS with k8s_security tls, in plaintext with classic."""
+    return "https" if cluster.settings.tls else "http"
+
+
 def etcd_client_url(cluster: Cluster, host: Host) -> str:
-    return f"http://{host.ip}:{cluster.settings.etcd_client_port}"
+    return f"{etcd_scheme(cluster)}://{host.ip}:{cluster.settings.etcd_client_port}"
 
 
 def etcd_peer_url(cluster: Cluster, host: Host) -> str:
-    return f"http://{host.ip}:{cluster.settings.etcd_peer_port}"
+    return f"{etcd_scheme(cluster)}://{host.ip}:{cluster.settings.etcd_peer_port}"
 
 
 def etcd_local_url(cluster: Cluster) -> str:
     """etcd's client URL from a member itself."""
-    return f"http://127.0.0.1:{cluster.settings.etcd_client_port}"
+    return f"{etcd_scheme(cluster)}://127.0.0.1:{cluster.settings.etcd_client_port}"
+
+
+# The etcd CA and the tool's own etcd client certificate on every etcd member (k8s_security
+# tls): what the roles' etcdctl calls, verify and diagnose present to etcd.
+ETCD_PKI_DIR = "/etc/etcd/pki"
+ETCD_CA = f"{ETCD_PKI_DIR}/etcd-ca.crt"
+ETCD_TOOL_CERT = f"{ETCD_PKI_DIR}/etcd-client.crt"
+ETCD_TOOL_KEY = f"{ETCD_PKI_DIR}/etcd-client.key"
+
+
+def etcd_endpoint(cluster: Cluster, host: Host) -> Endpoint:
+    """How verify, diagnose and the fast path reach `host`'s etcd: its client URL, with the
+    tool's client certificate under k8s_security tls."""
+    return _tls_endpoint(cluster, etcd_client_url(cluster, host))
+
+
+def etcd_local_endpoint(cluster: Cluster) -> Endpoint:
+    return _tls_endpoint(cluster, etcd_local_url(cluster))
+
+
+def _tls_endpoint(cluster: Cluster, url: str) -> Endpoint:
+    if not cluster.settings.tls:
+        return Endpoint(url)
+    return Endpoint(url, ETCD_CA, ETCD_TOOL_CERT, ETCD_TOOL_KEY)
+
+
+def etcdctl_tls_args(cluster: Cluster, api: int = 3) -> list[str]:
+    """etcdctl's TLS options for the tool's certificate (v3 and v2 spell them differently);
+    empty for classic. Constant paths: safe as words of a shell command."""
+    if not cluster.settings.tls:
+        return []
+    if api == 2:
+        return [
+            f"--ca-file={ETCD_CA}",
+            f"--cert-file={ETCD_TOOL_CERT}",
+            f"--key-file={ETCD_TOOL_KEY}",
+        ]
+    return [f"--cacert={ETCD_CA}", f"--cert={ETCD_TOOL_CERT}", f"--key={ETCD_TOOL_KEY}"]
 
 
 # Where the lab's PKI (k8s_provision.pki) puts the cluster CA and the admin kubeconfig.
@@ -134,21 +181,32 @@ def _api_scheme(cluster: Cluster) -> str:
 
 
 def api_url(cluster: Cluster) -> str:
-    """The master's API port as every host reaches it: insecure up to 1.19, TLS from 1.20."""
-    return f"{_api_scheme(cluster)}://{cluster.master.ip}:{cluster.settings.kube_api_port}"
+    """The master's API port as every host reaches it: the insecure port with classic up to
+    1.19, the secure port with tls or from 1.20."""
+    if cluster.settings.tls or api_secure(cluster):
+        return api_secure_url(cluster)
+    return f"http://{cluster.master.ip}:{cluster.settings.kube_api_port}"
 
 
 def api_local_url(cluster: Cluster) -> str:
     """The API port from the master itself: where kube-apiserver binds, or loopback when it
-    binds every address (127.0.0.1 is in the serving certificate)."""
+    binds every address (127.0.0.1 is in the serving certificate). With tls before 1.20 the
+    insecure port, which then binds 127.0.0.1 only and serves the master itself."""
+    if cluster.settings.tls and not api_secure(cluster):
+        return f"http://127.0.0.1:{cluster.settings.kube_api_port}"
     address = cluster.settings.kube_api_address
     local = "127.0.0.1" if address == "0.0.0.0" else address  # noqa: S104 -- compared, not bound
     return f"{_api_scheme(cluster)}://{local}:{cluster.settings.kube_api_port}"
 
 
+def _client_tls(cluster: Cluster) -> bool:
+    """Hosts reach the API on its secure port with a certificate: tls, or from 1.20."""
+    return cluster.settings.tls or api_secure(cluster)
+
+
 def api_ca(cluster: Cluster) -> str:
     """The CA file clients check the secure port with; empty for the insecure port."""
-    return f"{PKI_DIR}/ca.crt" if api_secure(cluster) else ""
+    return f"{PKI_DIR}/ca.crt" if _client_tls(cluster) else ""
 
 
 def admin_kubeconfig(cluster: Cluster) -> str:
@@ -163,15 +221,40 @@ KUBELET_HEALTHZ_URL = "http://127.0.0.1:10248/healthz"
 def kubelet_client_cert(cluster: Cluster) -> str:
     """The node's client certificate for the secure port (system:node:<name>); empty for the
     insecure port."""
-    return f"{PKI_DIR}/kubelet.crt" if api_secure(cluster) else ""
+    return f"{PKI_DIR}/kubelet.crt" if _client_tls(cluster) else ""
 
 
 def kubelet_client_key(cluster: Cluster) -> str:
-    return f"{PKI_DIR}/kubelet.key" if api_secure(cluster) else ""
+    return f"{PKI_DIR}/kubelet.key" if _client_tls(cluster) else ""
+
+
+def api_secure_url(cluster: Cluster) -> str:
+    """The API server's secure port, as the kubeconfigs of the PKI name it: kube_api_port from
+    1.20 (the only port), kube_api_secure_port before."""
+    s = cluster.settings
+    port = s.kube_api_port if s.kube_minor >= 20 else s.kube_api_secure_port
+    return f"https://{cluster.master.ip}:{port}"
+
+
+def pki_state_dir(cluster: Cluster) -> Path:
+    """Where the controller keeps the cluster's PKI: kube_pki_source when set, else a state
+    directory of its own, named by the master and a digest of what makes the cluster this
+    cluster (master address and etcd cluster token), so two inventories of one cluster share
+    it and two clusters never do."""
+    if cluster.settings.kube_pki_source:
+        return Path(cluster.settings.kube_pki_source)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    identity = f"{cluster.master.ip}\0{cluster.settings.etcd_cluster_token}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return Path(base) / "k8s-provision" / "clusters" / f"{cluster.master.name}-{digest}" / "pki"
 
 
 def api_client(cluster: Cluster) -> Api:
-    """How verify and diagnose reach the API server from the master."""
+    """How verify and diagnose reach the API server from the master: with tls before 1.20
+    through the insecure port, which then serves the master's loopback only (the secure port
+    refuses anonymous requests, and curl cannot read a kubeconfig's embedded certificate)."""
+    if cluster.settings.tls and not api_secure(cluster):
+        return Api(api_local_url(cluster))
     return Api(api_url(cluster), api_ca(cluster), admin_kubeconfig(cluster))
 
 
@@ -188,10 +271,41 @@ def context(cluster: Cluster, host: Host) -> dict[str, Any]:
         "etcd_client_url": etcd_client_url(cluster, host) if host.is_etcd else "",
         "etcd_peer_url": etcd_peer_url(cluster, host) if host.is_etcd else "",
         "etcd_local_url": etcd_local_url(cluster),
+        "etcdctl_tls_args": etcdctl_tls_args(cluster),
+        # The line the classic layout's etcd file has and the tls one never has: the etcd
+        # role refuses to switch such a running member to tls (no rolling migration yet).
+        "etcd_plaintext_marker": 'ETCD_LISTEN_PEER_URLS="http://',
+        "etcdctl_v2_tls_args": etcdctl_tls_args(cluster, api=2),
+        # For the uri module (the flannel key): the tool's etcd client certificate.
+        "etcd_client_tls": (
+            {"ca_path": ETCD_CA, "client_cert": ETCD_TOOL_CERT, "client_key": ETCD_TOOL_KEY}
+            if cluster.settings.tls
+            else {}
+        ),
         "api_url": api_url(cluster),
         "api_local_url": api_local_url(cluster),
         "api_ca": api_ca(cluster),
         "kubelet_healthz_url": KUBELET_HEALTHZ_URL,
         "kubelet_client_cert": kubelet_client_cert(cluster),
         "kubelet_client_key": kubelet_client_key(cluster),
+        "pki_files": pki_files(cluster, host),
     }
+
+
+def pki_files(cluster: Cluster, host: Host) -> list[dict[str, str]]:
+    """The PKI files `host` receives (k8s_security tls), with their source on the controller;
+    the certificates role installs them."""
+    from k8s_provision.pki.plan import host_files  # pki.store imports this module
+
+    state = pki_state_dir(cluster)
+    return [
+        {
+            "src": str(state / f.src),
+            "dest": f.dest,
+            "owner": f.owner,
+            "group": f.group,
+            "mode": f.mode,
+            "component": f.component,
+        }
+        for f in host_files(cluster, host)
+    ]

@@ -62,9 +62,12 @@ peer_url = facts.etcd_peer_url
 client_url = facts.etcd_client_url
 
 
-def etcdctl(endpoints: Sequence[str], *args: str) -> str:
+def etcdctl(endpoints: Sequence[str], *args: str, tls: Sequence[str] = ()) -> str:
+    """An etcdctl v3 command line; `tls` the tool's certificate options (k8s_security tls,
+    facts.etcdctl_tls_args)."""
     words = [
         "etcdctl",
+        *tls,
         f"--endpoints={','.join(endpoints)}",
         "--dial-timeout=3s",
         "--command-timeout=10s",
@@ -102,15 +105,18 @@ def observe(cluster: Cluster, transport: Transport, through: Sequence[Host]) -> 
     """The member list and each member's health, asked through the first of `through` whose
     etcd answers (any member can: the list is the cluster's)."""
     endpoints = [client_url(cluster, h) for h in through]
+    tls = facts.etcdctl_tls_args(cluster)
     problems = []
     for host in through:
-        listed = transport.run(host, etcdctl(endpoints, "member", "list", "-w", "json"))
+        listed = transport.run(host, etcdctl(endpoints, "member", "list", "-w", "json", tls=tls))
         if not listed.ok:
             problems.append(f"{host.name}: {_last_line(listed)}")
             continue
         members = parse_members(listed.stdout)
         urls = [u for m in members for u in m.client_urls]
-        health = transport.run(host, etcdctl(urls, "endpoint", "health")) if urls else listed
+        health = (
+            transport.run(host, etcdctl(urls, "endpoint", "health", tls=tls)) if urls else listed
+        )
         # endpoint health exits 1 when any member is unhealthy; its lines still say which.
         healthy = parse_health(health.stdout + "\n" + health.stderr)
         return Membership(host, members, healthy)
@@ -192,7 +198,14 @@ def remove(cluster: Cluster, transport: Transport, membership: Membership, membe
     result: Result | None = None
     for attempt in range(REMOVE_ATTEMPTS):
         result = transport.run(
-            membership.via, etcdctl(endpoints, "member", "remove", f"{member.id:x}")
+            membership.via,
+            etcdctl(
+                endpoints,
+                "member",
+                "remove",
+                f"{member.id:x}",
+                tls=facts.etcdctl_tls_args(cluster),
+            ),
         )
         if result.ok or "not found" in result.stderr:
             return f"member {member.describe()} removed"

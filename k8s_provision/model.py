@@ -17,6 +17,8 @@ ROLE_ETCD = "etcd"
 OS_FAMILIES = ("redhat", "debian")
 FLANNEL_BACKENDS = ("udp", "vxlan", "host-gw")
 FIREWALL_MODES = ("open", "disable")
+# tls: the cluster PKI on etcd, flannel and the API; classic: the seed guide's plaintext layout.
+SECURITY_MODES = ("tls", "classic")
 # Kubernetes versions whose flags the templates know (CentOS 7 extras, the lab's Debian source).
 KUBE_VERSIONS = ("1.5", "1.20")
 
@@ -25,6 +27,7 @@ KUBE_VERSIONS = ("1.5", "1.20")
 class Settings:
     """Cluster-wide variables; names, defaults and documentation live in variables.yml."""
 
+    k8s_security: str
     k8s_os_family: str
     firewall_mode: str
     k8s_yum_repos_manage: bool
@@ -41,6 +44,7 @@ class Settings:
     flannel_extra_options: str
     kube_api_address: str
     kube_api_port: int
+    kube_api_secure_port: int
     kubelet_port: int
     kube_service_addresses: str
     kube_admission_control: str
@@ -57,6 +61,11 @@ class Settings:
     kube_version: str
     kube_pki_source: str
     kube_binaries_provided: bool
+
+    @property
+    def tls(self) -> bool:
+        """The cluster PKI secures etcd, flannel and the API (k8s_security=tls)."""
+        return self.k8s_security == "tls"
 
     @property
     def kube_minor(self) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from k8s_provision import facts
+from k8s_provision import facts, pki
 from k8s_provision.errors import UsageError
 from k8s_provision.model import Cluster, Host, Settings
 from k8s_provision.paths import templates_dir
@@ -41,12 +41,22 @@ FAMILY_PATHS: dict[str, dict[str, str]] = {
 # under <flannel_etcd_prefix>/config.
 FLANNEL_NETWORK_PATH = "/etc/k8s-provision/flannel-network.json"
 
+# The API server's ABAC policy (k8s_security tls before Kubernetes 1.20; docs/security.md).
+ABAC_POLICY_PATH = "/etc/kubernetes/abac-policy.jsonl"
+# Where flanneld finds the etcd CA and its etcd client certificate (k8s_security tls).
+_FLANNEL_TLS_OPTIONS = (
+    f"-etcd-cafile={pki.HOST_PKI_DIR}/etcd-ca.crt",
+    f"-etcd-certfile={pki.HOST_PKI_DIR}/flannel-etcd-client.crt",
+    f"-etcd-keyfile={pki.HOST_PKI_DIR}/flannel-etcd-client.key",
+)
+
 # Every path render can write for a host, whatever the family: an existing OUT/<host> is
 # replaced only when it holds nothing else, so render never deletes what it did not write.
 RENDERED_PATHS = frozenset(
     [
         *(p for family in FAMILY_PATHS.values() for k, p in family.items() if k.endswith("_path")),
         FLANNEL_NETWORK_PATH,
+        ABAC_POLICY_PATH,
         *(
             f"/etc/kubernetes/{name}"
             for name in (
@@ -95,6 +105,8 @@ def planned_files(cluster: Cluster, host: Host) -> list[PlannedFile]:
             ),
             PlannedFile("scheduler.j2", "/etc/kubernetes/scheduler", "kube-scheduler"),
         ]
+        if cluster.settings.tls and cluster.settings.kube_minor < 20:
+            files.append(PlannedFile("abac-policy.jsonl.j2", ABAC_POLICY_PATH, "kube-apiserver"))
     if host.is_node:
         files += [
             PlannedFile("kubelet.j2", "/etc/kubernetes/kubelet", "kubelet"),
@@ -125,7 +137,18 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
         ]
     if s.kubelet_extra_args:
         kubelet_args.append(s.kubelet_extra_args)
+    plugins = s.kube_admission_control.split(",")
+    if s.tls and "ServiceAccount" not in plugins:
+        # The PKI holds the service-account key pair, so the admission plugin the classic
+        # default leaves out can run. 1.5 applies the list in order and ResourceQuota must
+        # come last: ServiceAccount goes before it.
+        at = plugins.index("ResourceQuota") if "ResourceQuota" in plugins else len(plugins)
+        plugins.insert(at, "ServiceAccount")
+    admission = ",".join(plugins)
     context.update(
+        kube_admission_plugins=admission,
+        etcd_pki_dir=pki.ETCD_PKI_DIR,
+        abac_policy_path=ABAC_POLICY_PATH,
         etcd_config_path=paths["etcd_config_path"],
         flanneld_config_path=paths["flanneld_config_path"],
         flannel_network_path=FLANNEL_NETWORK_PATH,
@@ -164,7 +187,7 @@ def host_context(
     the host's own facts and the list of files it receives. `cluster_context` is the shared
     part, computed once per cluster when rendering many hosts."""
     host = cluster.host(name)
-    options = []
+    options = list(_FLANNEL_TLS_OPTIONS) if cluster.settings.tls else []
     if host.flannel_iface:
         options.append(f"-iface={host.flannel_iface}")
     if cluster.settings.flannel_extra_options:

@@ -39,11 +39,16 @@ def runbook(cluster: Cluster, inventory: str, since: str = "1h") -> list[Section
     flannel_hosts = [h.name for h in cluster.hosts if h.runs_flannel]
     iface = facts.FLANNEL_INTERFACES.get(cluster.settings.flannel_backend)
 
+    # k8s_security tls: the tool's etcd client certificate on every member; empty for classic.
+    v2 = "".join(f" {a}" for a in facts.etcdctl_tls_args(cluster, api=2))
+    v3 = "".join(f" {a}" for a in facts.etcdctl_tls_args(cluster))
     etcd = [
-        f"{first['host']}# ETCDCTL_API=2 etcdctl --endpoints={first['endpoints']} cluster-health",
-        f"{first['host']}# ETCDCTL_API=2 etcdctl --endpoints={first['endpoints']} member list",
-        f"{first['host']}# ETCDCTL_API=3 etcdctl --endpoints={first['endpoints']} endpoint health",
-        f"{first['host']}# ETCDCTL_API=3 etcdctl --endpoints={first['endpoints']}"
+        f"{first['host']}# ETCDCTL_API=2 etcdctl{v2} --endpoints={first['endpoints']}"
+        " cluster-health",
+        f"{first['host']}# ETCDCTL_API=2 etcdctl{v2} --endpoints={first['endpoints']} member list",
+        f"{first['host']}# ETCDCTL_API=3 etcdctl{v3} --endpoints={first['endpoints']}"
+        " endpoint health",
+        f"{first['host']}# ETCDCTL_API=3 etcdctl{v3} --endpoints={first['endpoints']}"
         " endpoint status -w table",
     ]
     for name in cluster.etcd:
@@ -56,7 +61,7 @@ def runbook(cluster: Cluster, inventory: str, since: str = "1h") -> list[Section
             f"{name}# ls -la {h['data_dir']}/member",
         ]
 
-    e = f"ETCDCTL_API=2 etcdctl --endpoints={first['endpoints']}"
+    e = f"ETCDCTL_API=2 etcdctl{v2} --endpoints={first['endpoints']}"
     flannel = [
         f"{first['host']}# {e} get {first['prefix']}/config   # expect {first['network_json']}",
         f"{first['host']}# {e} ls {first['prefix']}/subnets   # one lease per flannel host:"

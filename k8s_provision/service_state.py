@@ -23,15 +23,18 @@ MARK = "config-state"
 NO_RECORD = "-"
 
 # The components (render.PlannedFile.component) whose files each unit reads: every kube unit
-# reads the shared /etc/kubernetes/config (component "kubernetes") and its own file.
+# reads the shared /etc/kubernetes/config (component "kubernetes") and its own file. With
+# k8s_security tls the PKI files count too (pki.HostFile.component: etcd, flannel, master,
+# node), so a renewed certificate restarts its daemon the way a changed file does (etcd one
+# member at a time).
 UNIT_COMPONENTS: Mapping[str, tuple[str, ...]] = {
     "etcd": ("etcd",),
-    "flanneld": ("flanneld",),
-    "kube-apiserver": ("kubernetes", "kube-apiserver"),
-    "kube-controller-manager": ("kubernetes", "kube-controller-manager"),
-    "kube-scheduler": ("kubernetes", "kube-scheduler"),
-    "kubelet": ("kubernetes", "kubelet"),
-    "kube-proxy": ("kubernetes", "kube-proxy"),
+    "flanneld": ("flanneld", "flannel"),
+    "kube-apiserver": ("kubernetes", "kube-apiserver", "master"),
+    "kube-controller-manager": ("kubernetes", "kube-controller-manager", "master"),
+    "kube-scheduler": ("kubernetes", "kube-scheduler", "master"),
+    "kubelet": ("kubernetes", "kubelet", "node"),
+    "kube-proxy": ("kubernetes", "kube-proxy", "node"),
 }
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -60,9 +63,12 @@ def unit_paths(files: Iterable[tuple[str, str]], units: Iterable[str]) -> dict[s
 
 
 def host_unit_paths(cluster: Cluster, host: Host) -> dict[str, list[str]]:
-    return unit_paths(
-        ((f.dest, f.component) for f in planned_files(cluster, host)), UNIT_COMPONENTS
-    )
+    """As the roles compute it from `k8s.files + k8s.facts.pki_files`."""
+    from k8s_provision.pki.plan import host_files  # pki imports render, which imports this
+
+    pairs = [(f.dest, f.component) for f in planned_files(cluster, host)]
+    pairs += [(f.dest, f.component) for f in host_files(cluster, host)]
+    return unit_paths(pairs, UNIT_COMPONENTS)
 
 
 def state_script(paths_by_unit: Mapping[str, Sequence[str]], *, active: bool = True) -> str:

@@ -40,9 +40,17 @@ def group() -> None:
     help="Give a new lab's hosts the Kubernetes server binaries (built once from Debian's "
     "source package and cached; the first build takes about 20 min).",
 )
-def up(nodes: int, install_deps: bool, kubernetes: bool) -> None:
+@click.option(
+    "--security",
+    type=click.Choice(["tls", "classic"]),
+    default="tls",
+    show_default=True,
+    help="k8s_security of a new lab's inventory: tls (a cluster PKI, etcd over TLS with client "
+    "certificates) or classic (the guide's plaintext layout).",
+)
+def up(nodes: int, install_deps: bool, kubernetes: bool, security: str) -> None:
     """Start the lab (a no-op when it is already up) and print its inventory path last."""
-    state = lab.up(nodes=nodes, install_deps=install_deps, kubernetes=kubernetes)
+    state = lab.up(nodes=nodes, install_deps=install_deps, kubernetes=kubernetes, security=security)
     _print_table(lab.status(config=state.config))
     click.echo(state.inventory)
 

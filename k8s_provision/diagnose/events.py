@@ -228,7 +228,7 @@ def _flannel_events(
     prefix = cluster.settings.flannel_etcd_prefix
     for member in [key_check.host, *cluster.etcd]:
         got = collected.get(member)
-        url = facts.etcd_client_url(cluster, cluster.host(member))
+        url = facts.etcd_endpoint(cluster, cluster.host(member))
         found = got.read(etcd.config_search(url)) if got else None
         if found is None:
             continue
@@ -253,7 +253,7 @@ def _member_events(cluster: Cluster, collected: Mapping[str, Collected]) -> Iter
     seen_from: list[str] = []
     for member in cluster.etcd:
         got = collected.get(member)
-        url = facts.etcd_client_url(cluster, cluster.host(member))
+        url = facts.etcd_endpoint(cluster, cluster.host(member))
         found = got.read(etcd.members(url)) if got else None
         if found is None or found.members is None:
             continue

@@ -63,7 +63,7 @@ def diagnose_probes(cluster: Cluster, host: Host, since: str) -> list[Probe[Any]
         host_probes.free(),
     ]
     if host.is_etcd:
-        url = facts.etcd_client_url(cluster, host)
+        url = facts.etcd_endpoint(cluster, host)
         probes += [
             etcd.member_list_v2(url),
             etcd.cluster_health_v2(url),

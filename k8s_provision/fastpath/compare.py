@@ -72,9 +72,9 @@ def probes_for(cluster: Cluster, host: Host, spec: Expected) -> list[Probe[Any]]
             )
         )
     if spec.flannel_key is not None:
-        local = facts.etcd_local_url(cluster)
+        local = facts.etcd_local_endpoint(cluster)
         # The member list as verify reads it (same probe, same command): `up` batches both.
-        members = etcd.members(facts.etcd_client_url(cluster, host))
+        members = etcd.members(facts.etcd_endpoint(cluster, host))
         probes += [members, fp.flannel_key(local, spec.flannel_key[0])]
     return probes
 
@@ -224,12 +224,12 @@ def _etcd(cluster: Cluster, host: Host, spec: Expected, got: HostFacts) -> list[
     if spec.flannel_key is None:
         return []
     found: list[Difference] = []
-    url = facts.etcd_local_url(cluster)
+    url = facts.etcd_local_endpoint(cluster)
     key, value = spec.flannel_key
     stored = got.read(fp.flannel_key(url, key))
     if stored != value:
         found.append(Difference(host.name, "flannel-key", key, value, stored or "absent"))
-    listed = got.read(etcd.members(facts.etcd_client_url(cluster, host)))
+    listed = got.read(etcd.members(facts.etcd_endpoint(cluster, host)))
     want = sorted((n, facts.etcd_peer_url(cluster, cluster.host(n))) for n in cluster.etcd)
     have = (
         sorted((m.name, url) for m in (listed.members or ()) if listed for url in m.peer_urls)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from k8s_provision import facts, service_state
+from k8s_provision import facts, pki, service_state
 from k8s_provision.fastpath.playbook import RUNTIME, Task, Variables, plays, role_tasks
 from k8s_provision.model import Cluster, Host
 from k8s_provision.render import host_context, render_host
@@ -252,6 +252,8 @@ class _Reader:
         if task.module == "template":
             loop = v.with_task(task).render(task.data["loop"])
             items = [dict(i) for i in loop]
+        elif "src" in args and task.data.get("loop") is not None:
+            return self.copies(v, task)
         elif "src" in args:
             return self.tree(v, task)
         else:
@@ -291,6 +293,25 @@ class _Reader:
                 _mode(task.args["mode"]),
                 str(task.args["owner"]),
                 str(task.args["group"]),
+                "",
+            )
+        return "file"
+
+    def copies(self, v: Variables, task: Task) -> str:
+        """Controller files copied one by one, each item naming its own owner and mode (the
+        certificates role: the cluster PKI's files for this host). The PKI is made first if
+        it is missing, as the playbook's context lookup would make it."""
+        items = [dict(i) for i in v.with_task(task).render(task.data["loop"])]
+        if items and self.cluster.settings.tls:
+            pki.ensure_pki(self.cluster, facts.pki_state_dir(self.cluster))
+        for item in items:
+            dest = str(item["dest"])
+            self.out.files[dest] = ExpectedFile(
+                dest,
+                hashlib.sha256(Path(str(item["src"])).read_bytes()).hexdigest(),
+                _mode(item["mode"]),
+                str(item["owner"]),
+                str(item["group"]),
                 "",
             )
         return "file"

@@ -25,12 +25,19 @@ from k8s_provision.model import (
     FIREWALL_MODES,
     FLANNEL_BACKENDS,
     OS_FAMILIES,
+    SECURITY_MODES,
     Host,
     settings_field_types,
     variable_spec,
 )
 
-PORT_VARIABLES = ("etcd_client_port", "etcd_peer_port", "kube_api_port", "kubelet_port")
+PORT_VARIABLES = (
+    "etcd_client_port",
+    "etcd_peer_port",
+    "kube_api_port",
+    "kube_api_secure_port",
+    "kubelet_port",
+)
 
 # Which hosts use a variable, by prefix: a value only has to agree among them. A dedicated etcd
 # host outside kubespray's k8s_cluster group never sees kube_service_addresses from
@@ -113,6 +120,11 @@ def check_settings(values: dict[str, Any], problems: Problems) -> None:
             problems.add(f"{values[port]} is out of range (1-65535)", field=port)
     if values["etcd_client_port"] == values["etcd_peer_port"]:
         problems.add("must differ from etcd_client_port", field="etcd_peer_port")
+    # 1.5 with tls serves both ports; from 1.20 kube_api_port is the only (secure) port.
+    uses_both = values["k8s_security"] == "tls" and values["kube_version"].startswith("1.5")
+    if uses_both and values["kube_api_port"] == values["kube_api_secure_port"]:
+        problems.add("must differ from kube_api_port", field="kube_api_secure_port")
+    _one_of(values, "k8s_security", SECURITY_MODES, problems)
     _one_of(values, "k8s_os_family", OS_FAMILIES, problems)
     _one_of(values, "firewall_mode", FIREWALL_MODES, problems)
     _one_of(values, "flannel_backend", FLANNEL_BACKENDS, problems)

@@ -107,11 +107,13 @@ def up(
     config: LabConfig | None = None,
     install_deps: bool = False,
     kubernetes: bool = True,
+    security: str = "tls",
 ) -> LabState:
     """Start the lab, or bring a running one to `nodes` nodes. A running lab is left alone (a
     quick no-op); missing, dead or powered-off hosts are (re)started; nodes are never removed.
     State left by a lab whose network is gone (a machine reboot) is cleaned up first. With
-    `kubernetes` a new lab's hosts get the Kubernetes server binaries (built once, cached)."""
+    `kubernetes` a new lab's hosts get the Kubernetes server binaries (built once, cached).
+    `security` is a new lab's k8s_security (tls or classic); a running lab keeps its own."""
     cfg = config or make_config()
     check_nodes(nodes)
     if install_deps:
@@ -129,7 +131,7 @@ def up(
         if state is None:
             base = ensure_base(cfg.cache_dir, progress)
             binaries = ensure_binaries(cfg.cache_dir, progress) if kubernetes else None
-            state = create_lab(cfg, base, binaries, progress)
+            state = create_lab(cfg, base, binaries, progress, security=security)
         wanted = lab_hosts(max(nodes, state.node_count))
         to_start = [
             (name, address)

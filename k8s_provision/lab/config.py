@@ -127,6 +127,8 @@ class LabState:
     hosts: tuple[HostState, ...]
     # The cached Kubernetes server binaries the hosts get, or None for an etcd-only lab.
     kubernetes: Path | None = None
+    # k8s_security of the lab's inventory: tls (the default) or classic.
+    security: str = "tls"
 
     @property
     def inventory(self) -> Path:
@@ -229,6 +231,7 @@ def state_to_json(state: LabState) -> str:
             "name": state.config.name,
             "base": str(state.base),
             "kubernetes": str(state.kubernetes) if state.kubernetes else None,
+            "security": state.security,
             "hosts": [
                 {
                     "name": h.name,
@@ -267,6 +270,8 @@ def state_from_json(config: LabConfig, text: str) -> LabState:
         base=Path(data["base"]),
         hosts=hosts,
         kubernetes=Path(kubernetes) if kubernetes else None,
+        # A state file from before the TLS profile describes a plaintext lab.
+        security=str(data.get("security", "classic")),
     )
 
 

@@ -33,12 +33,17 @@ def proxy_command(config: LabConfig) -> str:
 
 
 def inventory_text(
-    config: LabConfig, hosts: Sequence[tuple[str, str]], *, kubernetes: bool = False
+    config: LabConfig,
+    hosts: Sequence[tuple[str, str]],
+    *,
+    kubernetes: bool = False,
+    security: str = "tls",
 ) -> str:
     """The lab's Ansible inventory. Plain ansible, ansible-playbook and paramiko (which honours
     ProxyCommand) use it from the machine's own netns, with host key checking on. With
     `kubernetes` (the hosts have the server binaries) it selects Kubernetes 1.20 and the lab's
-    PKI, pause image and container runtime."""
+    PKI, pause image and container runtime. `security` is its k8s_security; with tls the
+    cluster PKI lives in the lab's state directory, so `lab down` removes it with the lab."""
 
     def line(name: str, address: str) -> str:
         return f"{name} ansible_host={address} ip={address}"
@@ -67,6 +72,7 @@ def inventory_text(
         f"ansible_ssh_private_key_file={config.key}",
         "ansible_python_interpreter=/usr/bin/python3",
         "k8s_os_family=debian",
+        f"k8s_security={security}",
         f"ansible_ssh_common_args={common_args}",
         "# Every lab uses the same addresses: ControlPersist sockets of their own keep Ansible",
         "# from reusing a connection to another lab's host.",
@@ -74,6 +80,8 @@ def inventory_text(
     ]
     if kubernetes:
         sections += [f"{name}={value}" for name, value in kubernetes_vars(config).items()]
+    elif security == "tls":
+        sections.append(f"kube_pki_source={config.pki_dir}")
     return "\n".join(sections) + "\n"
 
 
@@ -158,6 +166,8 @@ def write_access_files(cfg: LabConfig, state: LabState) -> None:
         lines += known_hosts_lines(host.name, host.address, keys)
     pairs = [(h.name, h.address) for h in state.hosts]
     write_file(cfg.known_hosts, "\n".join(lines) + "\n", only_if_changed=True)
-    inventory = inventory_text(cfg, pairs, kubernetes=state.kubernetes is not None)
+    inventory = inventory_text(
+        cfg, pairs, kubernetes=state.kubernetes is not None, security=state.security
+    )
     write_file(cfg.inventory, inventory, only_if_changed=True)
     write_file(cfg.ssh_config, ssh_config_text(cfg, pairs), only_if_changed=True)

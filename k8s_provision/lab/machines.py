@@ -76,7 +76,14 @@ _JOIN_CGROUPS_AND_EXEC = (
 )
 
 
-def create_lab(cfg: LabConfig, base: Path, kubernetes: Path | None, progress: Progress) -> LabState:
+def create_lab(
+    cfg: LabConfig,
+    base: Path,
+    kubernetes: Path | None,
+    progress: Progress,
+    *,
+    security: str = "tls",
+) -> LabState:
     with progress.step(f"creating lab network {cfg.net_ns}"):
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         cfg.control_dir.mkdir(mode=0o700, exist_ok=True)
@@ -87,7 +94,7 @@ def create_lab(cfg: LabConfig, base: Path, kubernetes: Path | None, progress: Pr
                 "ssh-keygen for the lab key",
             )
         cfg.key.chmod(0o600)
-        state = LabState(config=cfg, base=base, hosts=(), kubernetes=kubernetes)
+        state = LabState(config=cfg, base=base, hosts=(), kubernetes=kubernetes, security=security)
         save_state(state)
         ns = cfg.net_ns
         run(["ip", "netns", "add", ns], f"create netns {ns}")

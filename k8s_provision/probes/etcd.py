@@ -10,12 +10,47 @@ from dataclasses import dataclass
 from k8s_provision.probes.base import PROBE_TIMEOUT, Output, Probe, raw
 
 
-def _v3(url: str) -> str:
-    return f"ETCDCTL_API=3 etcdctl --endpoints={url} --dial-timeout=2s --command-timeout=4s"
+@dataclass(frozen=True)
+class Endpoint:
+    """An etcd client URL and, with k8s_security tls, the CA and client certificate to reach
+    it with (facts.etcd_endpoint). Paths are the tool's own constants: safe as shell words."""
+
+    url: str
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+
+    @property
+    def v3_tls(self) -> str:
+        return f" --cacert={self.ca} --cert={self.cert} --key={self.key}" if self.ca else ""
+
+    @property
+    def v2_tls(self) -> str:
+        return (
+            f" --ca-file={self.ca} --cert-file={self.cert} --key-file={self.key}" if self.ca else ""
+        )
+
+    @property
+    def curl_tls(self) -> str:
+        return f" --cacert {self.ca} --cert {self.cert} --key {self.key}" if self.ca else ""
 
 
-def _v2(url: str) -> str:
-    return f"ETCDCTL_API=2 etcdctl --endpoints={url}"
+def endpoint(target: Endpoint | str) -> Endpoint:
+    """A plain URL is a plaintext endpoint (k8s_security classic)."""
+    return target if isinstance(target, Endpoint) else Endpoint(target)
+
+
+def _v3(target: Endpoint | str) -> str:
+    e = endpoint(target)
+    return (
+        f"ETCDCTL_API=3 etcdctl{e.v3_tls} --endpoints={e.url} --dial-timeout=2s"
+        " --command-timeout=4s"
+    )
+
+
+def _v2(target: Endpoint | str) -> str:
+    e = endpoint(target)
+    return f"ETCDCTL_API=2 etcdctl{e.v2_tls} --endpoints={e.url}"
 
 
 def etcdctl_problem(output: Output) -> str:
@@ -69,28 +104,37 @@ def parse_member_list(output: Output) -> MemberList:
     return MemberList(output, members, cluster_id)
 
 
-def health(url: str) -> Probe[Output]:
+def health(url: Endpoint | str) -> Probe[Output]:
     return Probe("etcd-health", f"{_v3(url)} endpoint health", raw)
 
 
-def reach(url: str) -> Probe[Output]:
+def reach(url: Endpoint | str) -> Probe[Output]:
     # Says why a member is down ("Connection refused") where etcdctl only times out.
-    return Probe("etcd-reach", f"curl -sS -m 3 {url}/health", raw)
+    e = endpoint(url)
+    return Probe("etcd-reach", f"curl -sS -m 3{e.curl_tls} {e.url}/health", raw)
 
 
-def members(url: str) -> Probe[MemberList]:
+def anonymous(url: Endpoint | str) -> Probe[Output]:
+    """etcd's /health asked with the CA but without a client certificate: with k8s_security
+    tls etcd must refuse it in the TLS handshake."""
+    e = endpoint(url)
+    ca = f" --cacert {e.ca}" if e.ca else ""
+    return Probe("etcd-anonymous", f"curl -sS -m 3{ca} {e.url}/health", raw)
+
+
+def members(url: Endpoint | str) -> Probe[MemberList]:
     return Probe("etcd-members", f"{_v3(url)} member list -w json", parse_member_list)
 
 
-def member_list_v2(url: str) -> Probe[Output]:
+def member_list_v2(url: Endpoint | str) -> Probe[Output]:
     return Probe("etcd-member-list-v2", f"{_v2(url)} member list", raw)
 
 
-def cluster_health_v2(url: str) -> Probe[Output]:
+def cluster_health_v2(url: Endpoint | str) -> Probe[Output]:
     return Probe("etcd-cluster-health-v2", f"{_v2(url)} cluster-health", raw)
 
 
-def endpoint_status(url: str) -> Probe[Output]:
+def endpoint_status(url: Endpoint | str) -> Probe[Output]:
     return Probe("etcd-endpoint-status", f"{_v3(url)} endpoint status -w table", raw)
 
 
@@ -109,7 +153,7 @@ def parse_config_search(output: Output) -> list[tuple[str, str]] | None:
     ]
 
 
-def config_search(url: str) -> Probe[list[tuple[str, str]] | None]:
+def config_search(url: Endpoint | str) -> Probe[list[tuple[str, str]] | None]:
     """Flannel network configs anywhere in etcd (not under the apiserver's /registry): finds a
     key stored under another prefix than the inventory's."""
     v2 = _v2(url)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from k8s_provision.probes.base import Output, Probe
+from k8s_provision.probes.etcd import Endpoint, endpoint
 
 
 @dataclass(frozen=True)
@@ -148,11 +149,12 @@ def lines(name: str, command: str) -> Probe[tuple[str, ...] | None]:
     )
 
 
-def flannel_key(url: str, key: str) -> Probe[str | None]:
+def flannel_key(url: Endpoint | str, key: str) -> Probe[str | None]:
     """The flannel network key as the flannel role reads it (etcdctl v2 `get`), trimmed; None
     when it is absent or etcd does not answer."""
+    e = endpoint(url)
     return Probe(
         "fp-flannel-key",
-        f"ETCDCTL_API=2 etcdctl --endpoints={url} get {shlex.quote(key)}",
+        f"ETCDCTL_API=2 etcdctl{e.v2_tls} --endpoints={e.url} get {shlex.quote(key)}",
         lambda out: out.stdout.strip() if out.exit_code == 0 else None,
     )

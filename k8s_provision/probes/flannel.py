@@ -7,19 +7,21 @@ import json
 import shlex
 
 from k8s_provision.probes.base import Output, Probe, raw
+from k8s_provision.probes.etcd import Endpoint, endpoint
 from k8s_provision.probes.http import CURL
 
 
-def _keys(url: str, prefix: str) -> str:
-    return f"{url}/v2/keys{prefix}"
+def _get(target: Endpoint | str, path: str) -> str:
+    e = endpoint(target)
+    return f"{CURL}{e.curl_tls} {shlex.quote(f'{e.url}/v2/keys{path}')}"
 
 
-def network_config(url: str, prefix: str) -> Probe[Output]:
-    return Probe("flannel-config", f"{CURL} {shlex.quote(_keys(url, prefix) + '/config')}", raw)
+def network_config(url: Endpoint | str, prefix: str) -> Probe[Output]:
+    return Probe("flannel-config", _get(url, prefix + "/config"), raw)
 
 
-def subnets(url: str, prefix: str) -> Probe[Output]:
-    return Probe("flannel-subnets", f"{CURL} {shlex.quote(_keys(url, prefix) + '/subnets')}", raw)
+def subnets(url: Endpoint | str, prefix: str) -> Probe[Output]:
+    return Probe("flannel-subnets", _get(url, prefix + "/subnets"), raw)
 
 
 def parse_leases(body: str, prefix: str) -> dict[str, str]:

@@ -18,12 +18,13 @@ def etcd_health_check(ctx: Context, host: Host) -> Check:
     if not ctx.installed(host, "etcd"):
         return not_installed(host, name, "etcd")
     url = facts.etcd_client_url(ctx.cluster, host)
-    output = ctx.read(host.name, etcd.health(url))
+    target = facts.etcd_endpoint(ctx.cluster, host)
+    output = ctx.read(host.name, etcd.health(target))
     if output is not None and output.exit_code == 0 and " is healthy" in output.text:
         line = next(x for x in output.text.splitlines() if " is healthy" in x)
         return Check(host.name, name, "pass", line.strip())
     problem = etcdctl_problem(output) if output is not None else "no output"
-    reach = ctx.read(host.name, etcd.reach(url))
+    reach = ctx.read(host.name, etcd.reach(target))
     if reach is not None and reach.exit_code not in (0, 127):
         problem += f" ({curl_error(reach)})"
     return Check(
@@ -35,7 +36,7 @@ def etcd_health_check(ctx: Context, host: Host) -> Check:
 
 
 def _member_list(ctx: Context, host: Host) -> MemberList | None:
-    return ctx.read(host.name, etcd.members(facts.etcd_client_url(ctx.cluster, host)))
+    return ctx.read(host.name, etcd.members(facts.etcd_endpoint(ctx.cluster, host)))
 
 
 def _cluster_ids(ctx: Context) -> dict[str, int]:

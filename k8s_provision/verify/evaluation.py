@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from k8s_provision import facts, service_state
 from k8s_provision.model import Cluster
+from k8s_provision.pki import check as certs
 from k8s_provision.probes import HostFacts, network, systemd
 from k8s_provision.report import Check, Report
 from k8s_provision.verify.api import componentstatus_check, healthz_check, kubectl_json, nodes_check
@@ -99,4 +100,10 @@ def evaluate(cluster: Cluster, collected: Mapping[str, HostFacts]) -> Report:
             checks.append(insecure_port_check(ctx, host))
         if host.is_etcd:
             checks.append(etcd_plaintext_check(ctx, host))
+        if cluster.settings.tls:
+            # The certs check of every PKI file, as one row per host (`certs check` lists
+            # them one by one): warn under 30 days, fail when expired or mismatched.
+            files = certs.file_checks(cluster, host, host_facts, facts.pki_state_dir(cluster))
+            if files:
+                checks.append(certs.summary_check(host, files))
     return Report(tuple(checks))

@@ -6,6 +6,7 @@ from typing import Any
 
 from k8s_provision import facts, service_state
 from k8s_provision.model import Cluster, Host
+from k8s_provision.pki import check as certs
 from k8s_provision.probes import Probe, etcd, flannel, http, network, systemd
 from k8s_provision.probes.config_state import config_state
 
@@ -17,14 +18,17 @@ def probes_for(cluster: Cluster, host: Host) -> list[Probe[Any]]:
     if host.is_etcd or host.is_master:
         probes.append(network.listening())
     if host.is_etcd:
-        url = facts.etcd_client_url(cluster, host)
+        url = facts.etcd_endpoint(cluster, host)
         probes += [
             etcd.health(url),
             etcd.reach(url),
             etcd.members(url),
+            *([etcd.anonymous(url)] if s.tls else []),
             flannel.network_config(url, s.flannel_etcd_prefix),
             flannel.subnets(url, s.flannel_etcd_prefix),
         ]
+    if s.tls:
+        probes += certs.probes_for(cluster, host)
     config_paths = service_state.host_unit_paths(cluster, host)
     if config_paths:
         probes.append(config_state(config_paths))

@@ -1,11 +1,13 @@
 """Security findings (warn, never fail): the insecure API port and etcd's plaintext client
-port reachable from other hosts."""
+port reachable from other hosts; with k8s_security tls, etcd answering a client without a
+certificate."""
 
 from __future__ import annotations
 
 from k8s_provision import facts
 from k8s_provision.model import Host
 from k8s_provision.probes import network
+from k8s_provision.probes.http import curl_error
 from k8s_provision.probes.network import is_loopback, listeners
 from k8s_provision.report import Check
 from k8s_provision.verify.context import Context, not_installed
@@ -55,6 +57,8 @@ def etcd_plaintext_check(ctx: Context, host: Host) -> Check:
     name = "security:etcd-plaintext"
     if not ctx.installed(host, "etcd"):
         return not_installed(host, name, "etcd")
+    if ctx.cluster.settings.tls:
+        return _etcd_client_auth(ctx, host, name)
     port = ctx.cluster.settings.etcd_client_port
     sockets = ctx.read(host.name, network.listening())
     if sockets is None:
@@ -72,4 +76,28 @@ def etcd_plaintext_check(ctx: Context, host: Host) -> Check:
         f"etcd's client port listens on {', '.join(f'{a}:{port}' for a in exposed)} without"
         " TLS: anyone who reaches it can read and change every key, including all cluster"
         " state",
+    )
+
+
+def _etcd_client_auth(ctx: Context, host: Host, name: str) -> Check:
+    """k8s_security tls: etcd must refuse a client that shows no certificate (asked for real,
+    with the CA but without a client certificate)."""
+    url = facts.etcd_client_url(ctx.cluster, host)
+    output = ctx.output(host.name, "etcd-anonymous")
+    if output is None or output.exit_code == 127:
+        return Check(host.name, name, "skip", "cannot ask etcd without a certificate (no curl)")
+    if output.exit_code == 0:
+        return Check(
+            host.name,
+            name,
+            "warn",
+            f"etcd at {url} answered a client without a certificate: client-certificate auth"
+            " is off, so anyone who reaches it can read and change every key",
+        )
+    return Check(
+        host.name,
+        name,
+        "pass",
+        f"etcd at {url} serves TLS only and refuses clients without a certificate of the etcd"
+        f" CA ({curl_error(output)})",
     )

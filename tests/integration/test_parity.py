@@ -3,6 +3,7 @@ the roles use) and through `render`, and require byte-identical files."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,9 +59,14 @@ def custom_inventory(where: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("sample", ["reference.ini", "kubespray.yml", "custom"])
+@pytest.mark.parametrize("sample", ["reference.ini", "kubespray.yml", "custom", "reference-tls"])
 def test_ansible_template_output_matches_render(repo: Path, tmp_path: Path, sample: str) -> None:
-    source = custom_inventory(tmp_path) if sample == "custom" else repo / "inventories" / sample
+    if sample == "custom":
+        source = custom_inventory(tmp_path)
+    elif sample == "reference-tls":
+        source = repo / "tests" / "unit" / "data" / "reference-tls.ini"
+    else:
+        source = repo / "inventories" / sample
     ours, theirs = tmp_path / "render", tmp_path / "ansible"
     render.write_rendered(render.render_cluster(inventory.load(source)), ours)
     playbook = tmp_path / "render.yml"
@@ -83,6 +89,8 @@ def test_ansible_template_output_matches_render(repo: Path, tmp_path: Path, samp
         capture_output=True,
         text=True,
         check=False,
+        # The context lookup makes a TLS cluster's PKI in the state directory: a test's own.
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert tree(theirs) == tree(ours)

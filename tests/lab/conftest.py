@@ -29,7 +29,9 @@ from tests.lab.hosts import run_site
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
-TEST_LAB_PREFIX = "k8sptest"
+# K8SP_TEST_LAB_PREFIX gives a test run lab names of its own (k8sptls, k8sptls2, ...), so runs
+# from two worktrees on one machine never share or stop each other's labs.
+TEST_LAB_PREFIX = os.environ.get("K8SP_TEST_LAB_PREFIX", "k8sptest")
 _MAX_SESSIONS = 4
 
 
@@ -84,13 +86,14 @@ def lab_name() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def lab(lab_name: str) -> Iterator[lab_api.LabState]:
     """A running lab with 2 nodes for the whole session, without the Kubernetes binaries (the
-    classic layout the playbooks, verify and diagnose tests expect; test_kubernetes.py boots
-    a lab of its own with them). Do not stop it or change its size in a test; use
-    `spare_lab_config` for that."""
+    classic layout the playbooks, verify and diagnose tests expect: k8s_security=classic,
+    plaintext etcd, set explicitly since a new lab defaults to tls; test_kubernetes.py boots
+    a lab of its own with them, test_tls.py one with k8s_security=tls). Do not stop it or
+    change its size in a test; use `spare_lab_config` for that."""
     config = lab_api.make_config(lab_name)
     lab_api.down(config=config)  # leftovers of a killed session with this name
     try:
-        yield lab_api.up(nodes=2, config=config, kubernetes=False)
+        yield lab_api.up(nodes=2, config=config, kubernetes=False, security="classic")
     finally:
         lab_api.down(config=config)
 

@@ -340,7 +340,7 @@ def test_wrong_ssh_key_is_an_authentication_failure_for_that_host(
 def test_powered_off_host_is_unreachable_and_the_others_are_collected(
     spare_lab_config: lab_api.LabConfig, tmp_path: Path
 ) -> None:
-    state = lab_api.up(nodes=2, config=spare_lab_config, kubernetes=False)
+    state = lab_api.up(nodes=2, config=spare_lab_config, kubernetes=False, security="classic")
     hosts.power_off("node1", config=spare_lab_config)
     code, document = cli_diagnose(state.inventory, tmp_path / "b.tar.gz")
     assert code == 1

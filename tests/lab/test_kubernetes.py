@@ -35,7 +35,7 @@ def lab(lab_name: str) -> Iterator[lab_api.LabState]:
     config = lab_api.make_config(lab_name + "k")
     lab_api.down(config=config)  # leftovers of a killed session with this name
     try:
-        yield lab_api.up(nodes=2, config=config, kubernetes=True)
+        yield lab_api.up(nodes=2, config=config, kubernetes=True, security="classic")
     finally:
         lab_api.down(config=config)
 

@@ -145,7 +145,7 @@ def test_plain_ssh_with_the_lab_ssh_config(lab: lab_api.LabState) -> None:
 def test_up_again_is_a_quick_noop(lab: lab_api.LabState) -> None:
     before = pids(lab)
     started = time.monotonic()
-    again = lab_api.up(nodes=2, config=lab.config, kubernetes=False)
+    again = lab_api.up(nodes=2, config=lab.config, kubernetes=False, security="classic")
     assert time.monotonic() - started < 5
     assert pids(again) == before
 
@@ -170,10 +170,10 @@ def test_cli_status_inventory_and_ssh(lab: lab_api.LabState) -> None:
 
 def test_grow_power_cycle_and_down_leave_nothing(spare_lab_config: lab_api.LabConfig) -> None:
     cfg = spare_lab_config
-    state = lab_api.up(nodes=2, config=cfg, kubernetes=False)
+    state = lab_api.up(nodes=2, config=cfg, kubernetes=False, security="classic")
     before = pids(state)
 
-    grown = lab_api.up(nodes=3, config=cfg, kubernetes=False)
+    grown = lab_api.up(nodes=3, config=cfg, kubernetes=False, security="classic")
     assert {h: p for h, p in pids(grown).items() if h != "node3"} == before
     assert run_on(cfg, "master", "getent hosts node3").split() == ["192.168.10.4", "node3"]
     assert "node3 ansible_host=192.168.10.4" in cfg.inventory.read_text()
@@ -198,7 +198,7 @@ def test_grow_power_cycle_and_down_leave_nothing(spare_lab_config: lab_api.LabCo
     while lab_api.status(config=cfg).hosts[2].state != "dead" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert lab_api.status(config=cfg).hosts[2].state == "dead"
-    healed = lab_api.up(config=cfg, kubernetes=False)
+    healed = lab_api.up(config=cfg, kubernetes=False, security="classic")
     assert pids(healed)["node2"] != node2.pid
     assert {h: p for h, p in pids(healed).items() if h != "node2"} == {
         h: p for h, p in pids(on).items() if h != "node2"
@@ -230,13 +230,13 @@ def test_grow_power_cycle_and_down_leave_nothing(spare_lab_config: lab_api.LabCo
 
 def test_stale_state_after_a_reboot_is_cleaned_up(spare_lab_config: lab_api.LabConfig) -> None:
     cfg = spare_lab_config
-    state = lab_api.up(nodes=1, config=cfg, kubernetes=False)
+    state = lab_api.up(nodes=1, config=cfg, kubernetes=False, security="classic")
     old_id = run_on(cfg, "node1", "cat /etc/machine-id")
     simulate_reboot(cfg, state)
     assert lab_api.status(config=cfg).up is False
     assert {h.state for h in lab_api.status(config=cfg).hosts} == {"dead"}
 
-    fresh = lab_api.up(nodes=1, config=cfg, kubernetes=False)
+    fresh = lab_api.up(nodes=1, config=cfg, kubernetes=False, security="classic")
     assert [h.name for h in fresh.hosts] == ["master", "node1"]
     assert run_on(cfg, "node1", "systemctl is-system-running") == "running"
     assert run_on(cfg, "node1", "cat /etc/machine-id") != old_id

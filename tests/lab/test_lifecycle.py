@@ -43,7 +43,7 @@ def grown_lab(lab_name: str) -> Iterator[lab_api.LabState]:
     config = lab_api.make_config(lab_name + "l")
     lab_api.down(config=config)
     try:
-        state = lab_api.up(nodes=2, config=config, kubernetes=False)
+        state = lab_api.up(nodes=2, config=config, kubernetes=False, security="classic")
         result = cli("up", str(state.inventory))
         assert result.returncode == 0, explain(result)
         yield state
@@ -91,7 +91,7 @@ def test_a_plain_node_joins_without_restarting_etcd_elsewhere(
 ) -> None:
     before = {h: etcd_pid(grown_lab, h) for h in ("master", "node1", "node2")}
     # node3: a node, not an etcd member.
-    state = lab_api.up(nodes=3, config=grown_lab.config, kubernetes=False)
+    state = lab_api.up(nodes=3, config=grown_lab.config, kubernetes=False, security="classic")
     result = cli("add-node", str(state.inventory), "node3")
     assert result.returncode == 0, explain(result)
     assert "node3 joined" in result.stdout
@@ -128,7 +128,7 @@ def test_nodes_are_reached_through_the_master_as_bastion(
 @pytest.fixture(scope="module")
 def five(grown_lab: lab_api.LabState, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The lab grown to 4 nodes, with node3 and node4 added to the etcd group."""
-    state = lab_api.up(nodes=4, config=grown_lab.config, kubernetes=False)
+    state = lab_api.up(nodes=4, config=grown_lab.config, kubernetes=False, security="classic")
     path = tmp_path_factory.mktemp("five") / "five.ini"
     path.write_text(state.inventory.read_text().replace("[etcd]\n", "[etcd]\nnode3\nnode4\n"))
     return path

@@ -237,7 +237,7 @@ def test_cli_killed_while_the_flannel_key_is_written_heals_with_one_up(
 def test_a_node_powered_off_mid_run_and_back_on_heals_with_one_up(
     spare_lab_config: lab_api.LabConfig,
 ) -> None:
-    state = lab_api.up(nodes=2, config=spare_lab_config, kubernetes=False)
+    state = lab_api.up(nodes=2, config=spare_lab_config, kubernetes=False, security="classic")
     first = cli("up", str(state.inventory))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     spare = inventory.load(state.inventory)
@@ -270,11 +270,11 @@ def test_a_node_powered_off_mid_run_and_back_on_heals_with_one_up(
 def test_etcd_killed_on_a_member_during_add_node_heals_with_one_up(
     spare_lab_config: lab_api.LabConfig, tmp_path: Path
 ) -> None:
-    state = lab_api.up(nodes=2, config=spare_lab_config, kubernetes=False)
+    state = lab_api.up(nodes=2, config=spare_lab_config, kubernetes=False, security="classic")
     first = cli("up", str(state.inventory))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     put_key(state, "before-add-node")
-    state = lab_api.up(nodes=4, config=spare_lab_config, kubernetes=False)
+    state = lab_api.up(nodes=4, config=spare_lab_config, kubernetes=False, security="classic")
     five = tmp_path / "five.ini"
     five.write_text(state.inventory.read_text().replace("[etcd]\n", "[etcd]\nnode3\nnode4\n"))
     run = subprocess.Popen(

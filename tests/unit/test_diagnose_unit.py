@@ -214,6 +214,82 @@ CASES = [
         (("node2", "etcd", "etcd-data-dir-permission"),),
         fix="chown -R etcd:etcd /var/lib/etcd/default.etcd",
     ),
+    # TLS faults: each journal line is what the lab's etcd 3.4 wrote (k8s_security tls).
+    Case(
+        "etcd cannot read its key (not the data dir)",
+        failed_with("node1", "etcd", "open /etc/etcd/pki/etcd-member.key: permission denied"),
+        (("node1", "etcd", "tls-key-unreadable"),),
+        absent=("etcd-data-dir-permission",),
+        fix="ls -l /etc/etcd/pki/etcd-member.key",
+    ),
+    Case(
+        "a client presents an expired certificate",
+        logging(
+            "node2",
+            "etcd",
+            'etcd[587]: rejected connection from "192.168.10.2:57178" (error "tls: failed to'
+            " verify client certificate: x509: certificate has expired or is not yet valid:"
+            ' current time 2026-11-30T14:02:36Z is after 2026-11-29T14:02:29Z", ServerName "")',
+        ),
+        (("node1", "etcd", "tls-certificate-expired"),),
+        fix="k8s-provision certs check inv.ini",
+    ),
+    Case(
+        "a client presents a certificate of another CA",
+        logging(
+            "node2",
+            "etcd",
+            'etcd[587]: rejected connection from "192.168.10.2:52680" (error "tls: failed to'
+            ' verify client certificate: x509: certificate signed by unknown authority",'
+            ' ServerName "")',
+        ),
+        (("node1", "etcd", "tls-certificate-foreign-ca"),),
+    ),
+    Case(
+        "a member's certificate lacks the address its peers dial",
+        logging(
+            "master",
+            "etcd",
+            "etcd[645]: failed to dial edc0bb3a5e3721a4 on stream MsgApp v2 (x509: certificate"
+            " is valid for 192.168.10.9, not 192.168.10.2)",
+        ),
+        (("node1", "etcd", "tls-san-missing"),),
+        fix="systemctl restart etcd",
+    ),
+    Case(
+        "a client without a certificate",
+        logging(
+            "node2",
+            "etcd",
+            'etcd[587]: rejected connection from "192.168.10.1:45578" (error "tls: client'
+            ' didn\'t provide a certificate", ServerName "")',
+        ),
+        (("master", "etcd", "tls-client-certificate-missing"),),
+        ok=True,  # a warning
+    ),
+    Case(
+        "verify's own certificate-less probe is not a finding",
+        logging(
+            "node2",
+            "etcd",
+            'etcd[587]: rejected connection from "127.0.0.1:45578" (error "tls: client'
+            ' didn\'t provide a certificate", ServerName "")',
+        ),
+        (),
+        absent=("tls-client-certificate-missing",),
+        ok=True,
+    ),
+    Case(
+        "a plaintext client talks to TLS etcd",
+        logging(
+            "node2",
+            "etcd",
+            'etcd[587]: rejected connection from "192.168.10.2:52662" (error "tls: first record'
+            ' does not look like a TLS handshake", ServerName "")',
+        ),
+        (("node1", "etcd", "tls-plaintext-client"),),
+        ok=True,  # a warning
+    ),
     Case(
         "etcd data dir unreadable (as etcd 3.4 says it)",
         failed_with("master", "etcd", "error listing data dir: /var/lib/etcd/default.etcd"),

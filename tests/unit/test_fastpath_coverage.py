@@ -4,6 +4,7 @@ debian, in a container or not), and what the model plans (files, units) is in it
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,8 @@ def layouts(tmp: Path) -> list[Cluster]:
     variants["lab"] = (REPO / "tests" / "unit" / "data" / "lab-1.20.ini").read_text() + (
         f"kube_pki_source={pki}\nkube_binaries_provided=true\n"
     )
+    # The TLS layout: the certificates role copies each host's PKI files, made here.
+    variants["tls"] = text.replace("k8s_security=classic", f"kube_pki_source={tmp / 'tls-pki'}")
     clusters = []
     for name, content in variants.items():
         path = tmp / f"{name}.ini"
@@ -116,3 +119,23 @@ def test_a_task_the_fingerprint_cannot_place_fails_loudly(clusters: list[Cluster
     reader = _Reader(cluster, host, in_container=False)
     with pytest.raises(ValueError, match="not in the fingerprint"):
         reader.task(Variables(("prerequisites",), reader.k8s), task, [])
+
+
+def test_the_fingerprint_covers_the_certificates_of_the_tls_layout(tmp_path: Path) -> None:
+    path = tmp_path / "tls.ini"
+    pki_dir = tmp_path / "pki"
+    path.write_text(
+        REFERENCE.read_text().replace("k8s_security=classic", f"kube_pki_source={pki_dir}")
+    )
+    cluster = inventory.load(path)
+    files = {f.path: f for f in expected(cluster, cluster.host("master")).files}
+    key = files["/etc/etcd/pki/etcd-member.key"]
+    assert (key.owner, key.group, key.mode) == ("etcd", "etcd", "600")
+    made = (pki_dir / "hosts" / "master" / "etcd-member.key").read_bytes()
+    assert key.sha256 == hashlib.sha256(made).hexdigest()
+    assert files["/etc/kubernetes/pki/apiserver.key"].owner == "kube"
+    assert files["/etc/kubernetes/pki/etcd-ca.crt"].mode == "644"
+    assert "/etc/kubernetes/abac-policy.jsonl" in files
+    node = {f.path for f in expected(cluster, cluster.host("node1")).files}
+    assert "/etc/kubernetes/pki/kubelet.kubeconfig" in node
+    assert "/etc/kubernetes/pki/apiserver.key" not in node

@@ -323,3 +323,13 @@ def test_a_yaml_structure_error_gives_file_and_line(tmp_path: Path) -> None:
     path.write_text("all:\n  children:\n    masters:\n      hosts: [m]\n")
     with pytest.raises(InventoryError, match=r"inv\.yml:3\)"):
         inventory.load(path)
+
+
+def test_security_defaults_to_tls_and_the_reference_sample_is_classic(tmp_path: Path) -> None:
+    bare = tmp_path / "inventory.ini"
+    bare.write_text(
+        "[masters]\nm ansible_host=10.0.0.1\n[nodes]\nn ansible_host=10.0.0.2\n[etcd]\nm\n"
+    )
+    assert inventory.load(bare).settings.k8s_security == "tls"
+    reference = Path(__file__).parents[2] / "inventories" / "reference.ini"
+    assert inventory.load(reference).settings.k8s_security == "classic"

@@ -70,12 +70,16 @@ CASES = {
     "1.5": DATA.parent.parent.parent / "inventories" / "reference.ini",
     "1.20": DATA / "lab-1.20.ini",
 }
+# The same layouts with k8s_security tls (the default).
+TLS_CASES = {"1.5": DATA / "reference-tls.ini", "1.20": DATA / "lab-1.20-tls.ini"}
 
 
+@pytest.mark.parametrize("security", ["classic", "tls"])
 @pytest.mark.parametrize("minor", KUBE_VERSIONS)
-def test_every_rendered_flag_exists_in_that_version(minor: str) -> None:
-    cluster = inventory.load(CASES[minor])
+def test_every_rendered_flag_exists_in_that_version(minor: str, security: str) -> None:
+    cluster = inventory.load((CASES if security == "classic" else TLS_CASES)[minor])
     assert cluster.settings.kube_version.startswith(minor + ".")
+    assert cluster.settings.k8s_security == security
     assert unknown_flags(cluster, minor) == []
 
 
@@ -105,9 +109,13 @@ def test_flags_that_changed_follow_the_version() -> None:
     )
 
 
-def test_lab_120_layout_renders_as_its_golden_copy(tmp_path: Path) -> None:
-    render.write_rendered(render.render_cluster(inventory.load(CASES["1.20"])), tmp_path)
-    golden = GOLDEN / "lab-1.20"
+@pytest.mark.parametrize(
+    ("source", "copy"),
+    [(CASES["1.20"], "lab-1.20"), (TLS_CASES["1.20"], "lab-1.20-tls")],
+)
+def test_lab_120_layout_renders_as_its_golden_copy(tmp_path: Path, source: Path, copy: str) -> None:
+    render.write_rendered(render.render_cluster(inventory.load(source)), tmp_path)
+    golden = GOLDEN / copy
     rendered = {
         str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
     }

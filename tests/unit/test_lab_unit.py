@@ -570,3 +570,27 @@ def test_pause_image_archive_is_reproducible() -> None:
     assert index["manifests"][0]["annotations"]["io.containerd.image.name"] == (
         "example.local/pause:1"
     )
+
+
+def test_a_new_lab_is_tls_with_its_pki_in_the_lab_dir(cfg: lab.LabConfig, tmp_path: Path) -> None:
+    from k8s_provision import inventory
+
+    path = tmp_path / "inventory.ini"
+    path.write_text(lab.inventory_text(cfg, lab.lab_hosts(2)))
+    settings = inventory.load(path).settings
+    assert settings.k8s_security == "tls"
+    # `lab down` removes the state dir, and the PKI with it.
+    assert settings.kube_pki_source == str(cfg.pki_dir)
+    path.write_text(lab.inventory_text(cfg, lab.lab_hosts(2), security="classic"))
+    classic = inventory.load(path).settings
+    assert (classic.k8s_security, classic.kube_pki_source) == ("classic", "")
+
+
+def test_state_keeps_the_security_and_an_older_state_is_classic(cfg: lab.LabConfig) -> None:
+    state = lab.LabState(config=cfg, base=Path("/b"), hosts=(), security="classic")
+    assert lab.state_from_json(cfg, lab.state_to_json(state)).security == "classic"
+    tls = lab.LabState(config=cfg, base=Path("/b"), hosts=())
+    assert lab.state_from_json(cfg, lab.state_to_json(tls)).security == "tls"
+    old = json.loads(lab.state_to_json(tls))
+    del old["security"]  # written before the TLS profile: those labs were plaintext
+    assert lab.state_from_json(cfg, json.dumps(old)).security == "classic"

@@ -26,6 +26,13 @@ def test_samples_render_the_reference_layout_exactly(
     assert tree(tmp_path) == tree(GOLDEN / "reference")
 
 
+def test_tls_layout_renders_as_its_golden_copy(tmp_path: Path) -> None:
+    cluster = inventory.load(Path(__file__).parent / "data" / "reference-tls.ini")
+    assert cluster.settings.k8s_security == "tls"
+    render.write_rendered(render.render_cluster(cluster), tmp_path)
+    assert tree(tmp_path) == tree(GOLDEN / "reference-tls")
+
+
 def test_each_role_gets_only_its_files(repo: Path) -> None:
     cluster = inventory.load(repo / "inventories" / "reference.ini")
     master = set(render.render_host(cluster, "master"))
@@ -43,6 +50,7 @@ def test_debian_family_paths_and_dedicated_etcd(tmp_path: Path) -> None:
         "[nodes]\nw1 ansible_host=10.9.0.2 flannel_iface=eth1\n"
         "[etcd]\ne1 ansible_host=10.9.0.11\n[all:vars]\nk8s_os_family=debian\n"
         "flannel_backend=vxlan\nkube_cluster_dns=10.254.0.10\nkube_allow_priv=yes\n"
+        "k8s_security=classic\n"
     )
     cluster = inventory.load(path)
     files = render.render_cluster(cluster)

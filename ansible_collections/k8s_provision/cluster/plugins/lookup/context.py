@@ -60,7 +60,7 @@ class LookupModule(LookupBase):  # type: ignore[misc]
         self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[Any]:
         try:
-            from k8s_provision import facts
+            from k8s_provision import facts, pki
             from k8s_provision.errors import InventoryError
             from k8s_provision.inventory import build_cluster
             from k8s_provision.paths import templates_dir
@@ -82,6 +82,13 @@ class LookupModule(LookupBase):  # type: ignore[misc]
         if host not in {h.name for h in cluster.hosts}:
             # A host in no role group (only a bastion passes validation so) gets no context.
             return [{}]
+        if cluster.settings.tls:
+            # The certificates role copies from the cluster's PKI: make what is missing of it
+            # now (once; every later call finds it complete), never replacing a CA.
+            try:
+                pki.ensure_pki(cluster, facts.pki_state_dir(cluster))
+            except pki.PkiError as err:
+                raise AnsibleError("\n".join([err.message, *err.details])) from None
         context = host_context(cluster, host)
         # The cluster facts (units, ports, URLs, interpreters) the roles read, never copy.
         context["facts"] = facts.context(cluster, cluster.host(host))
