@@ -15,6 +15,7 @@ from typing import Any
 
 from ansible.release import __version__ as ansible_version
 
+from k8s_provision import etcd_migration
 from k8s_provision.model import Cluster, Host
 from k8s_provision.probes.etcd import Endpoint
 from k8s_provision.probes.http import Api
@@ -115,17 +116,30 @@ def etcd_scheme(cluster: Cluster) -> str:
     return "https" if cluster.settings.tls else "http"
 
 
-def etcd_client_url(cluster: Cluster, host: Host) -> str:
-    return f"{etcd_scheme(cluster)}://{host.ip}:{cluster.settings.etcd_client_port}"
+def etcd_client_url(cluster: Cluster, host: Host, scheme: str = "") -> str:
+    return f"{scheme or etcd_scheme(cluster)}://{host.ip}:{cluster.settings.etcd_client_port}"
 
 
-def etcd_peer_url(cluster: Cluster, host: Host) -> str:
-    return f"{etcd_scheme(cluster)}://{host.ip}:{cluster.settings.etcd_peer_port}"
+def etcd_peer_url(cluster: Cluster, host: Host, scheme: str = "") -> str:
+    return f"{scheme or etcd_scheme(cluster)}://{host.ip}:{cluster.settings.etcd_peer_port}"
 
 
-def etcd_local_url(cluster: Cluster) -> str:
+def etcd_local_url(cluster: Cluster, scheme: str = "") -> str:
     """etcd's client URL from a member itself."""
-    return f"{etcd_scheme(cluster)}://127.0.0.1:{cluster.settings.etcd_client_port}"
+    return f"{scheme or etcd_scheme(cluster)}://127.0.0.1:{cluster.settings.etcd_client_port}"
+
+
+def etcd_plaintext_urls(cluster: Cluster, host: Host) -> dict[str, str]:
+    """The classic layout's URLs of a member: what it keeps serving while the etcd role
+    migrates a plaintext cluster to tls, until it switches to the tls layout's URLs."""
+    return {
+        "listen_peer": etcd_peer_url(cluster, host, "http"),
+        "listen_client": ",".join(
+            [etcd_client_url(cluster, host, "http"), etcd_local_url(cluster, "http")]
+        ),
+        "advertise_client": etcd_client_url(cluster, host, "http"),
+        "local": etcd_local_url(cluster, "http"),
+    }
 
 
 # The etcd CA and the tool's own etcd client certificate on every etcd member (k8s_security
@@ -272,9 +286,13 @@ def context(cluster: Cluster, host: Host) -> dict[str, Any]:
         "etcd_peer_url": etcd_peer_url(cluster, host) if host.is_etcd else "",
         "etcd_local_url": etcd_local_url(cluster),
         "etcdctl_tls_args": etcdctl_tls_args(cluster),
-        # The line the classic layout's etcd file has and the tls one never has: the etcd
-        # role refuses to switch such a running member to tls (no rolling migration yet).
-        "etcd_plaintext_marker": 'ETCD_LISTEN_PEER_URLS="http://',
+        "etcd_migration_probe": (
+            etcd_migration.probe_script(
+                etcdctl_tls_args(cluster), etcd_local_url(cluster), etcd_local_url(cluster, "http")
+            )
+            if host.is_etcd and cluster.settings.tls
+            else ""
+        ),
         "etcdctl_v2_tls_args": etcdctl_tls_args(cluster, api=2),
         # For the uri module (the flannel key): the tool's etcd client certificate.
         "etcd_client_tls": (

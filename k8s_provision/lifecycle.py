@@ -15,6 +15,8 @@ from k8s_provision.transport import Transport
 
 # reset.yml refuses to run without it; the CLI asks the operator first.
 RESET_CONFIRMED = {"k8s_reset_confirm": "yes"}
+# The tag of the tasks that announce a migration of the running cluster (etcd to tls).
+MIGRATION_TAG = "k8s_provision_migration"
 PACKAGE_ACTIONS = {"package", "yum", "dnf", "apt"}
 SERVICE_ACTIONS = {"service", "systemd", "systemd_service"}
 # Their changes arrive as diff events; their plain "changed" events would repeat them.
@@ -24,7 +26,7 @@ FILE_ACTIONS = {"template", "copy", "file", "lineinfile", "blockinfile", "replac
 @dataclass(frozen=True)
 class Change:
     host: str
-    kind: str  # file, package, service or task
+    kind: str  # migration, file, package, service or task
     path: str  # file path, package or service name, or task name
     diff: str
 
@@ -76,13 +78,17 @@ def changes_from_events(events: list[dict[str, Any]]) -> list[Change]:
                 continue
             state = str(event.get("state") or "")
             names = event.get("names") or []
-            if action in PACKAGE_ACTIONS:
+            if MIGRATION_TAG in (event.get("tags") or []):
+                changes.append(Change(event["host"], "migration", event["task"], event["msg"]))
+            elif action in PACKAGE_ACTIONS:
                 changes += [Change(event["host"], "package", n, state or "present") for n in names]
             elif action in SERVICE_ACTIONS:
                 changes += [Change(event["host"], "service", n, state or "changed") for n in names]
             else:
                 changes.append(Change(event["host"], "task", event["task"], "would change"))
-    return list(dict.fromkeys(changes))
+    # A migration changes how the cluster runs as a whole: it leads the plan.
+    unique = list(dict.fromkeys(changes))
+    return sorted(unique, key=lambda change: change.kind != "migration")
 
 
 def named_hosts(cluster: Cluster, names: list[str]) -> list[Host]:

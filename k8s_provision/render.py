@@ -160,6 +160,7 @@ def _cluster_context(cluster: Cluster) -> dict[str, Any]:
                 "ip": h.ip,
                 "client_url": facts.etcd_client_url(cluster, h),
                 "peer_url": facts.etcd_peer_url(cluster, h),
+                "plaintext": facts.etcd_plaintext_urls(cluster, h),
             }
             for h in members
         ],

@@ -201,6 +201,12 @@ class _Reader:
             module == "raw" and "member add" in str(args.get("_raw"))
         ):
             return "etcd-membership"  # a joiner's steps; the membership itself is compared
+        if "/etcd/tasks/migrate" in task.source or task.args.get("_raw") == (
+            "{{ k8s.facts.etcd_migration_probe }}"
+        ):
+            # The tls migration's steps: the membership's peer URLs and the configuration each
+            # member runs with are compared, and its runtime files must not exist once done.
+            return "etcd-membership"
         if module == "raw" and "config_record_script" in str(args.get("_raw")):
             # The record of the configuration a service started with: compared through the
             # config-state probe, with the restart it follows.

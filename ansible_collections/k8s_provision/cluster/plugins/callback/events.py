@@ -90,7 +90,13 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             # What changed, for `plan`: the module and the names it acted on.
             task = getattr(result, "task", None) or result._task
             args = (data.get("invocation") or {}).get("module_args") or {}
-            extra = {"action": str(task.action), "names": _names(data), "state": args.get("state")}
+            extra = {
+                "action": str(task.action),
+                "names": _names(data),
+                "state": args.get("state"),
+                "tags": [str(tag) for tag in task.tags],
+                "msg": str(data.get("msg") or ""),
+            }
         self._emit("ok", host=_host(result), task=_task(result), changed=changed, **extra)
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
