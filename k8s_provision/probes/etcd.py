@@ -121,9 +121,7 @@ def anonymous(url: Endpoint | str) -> Probe[Output]:
     own probe for a client without a certificate (signature tls-client-certificate-missing)."""
     e = endpoint(url)
     ca = f" --cacert {e.ca}" if e.ca else ""
-    return Probe(
-        "etcd-anonymous", f"curl -sS -m 3 --interface 127.0.0.1{ca} {e.url}/health", raw
-    )
+    return Probe("etcd-anonymous", f"curl -sS -m 3 --interface 127.0.0.1{ca} {e.url}/health", raw)
 
 
 def members(url: Endpoint | str) -> Probe[MemberList]:

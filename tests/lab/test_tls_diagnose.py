@@ -190,7 +190,11 @@ def test_a_member_certificate_without_the_address_peers_dial(
     # Signed by the cluster's etcd CA, with the member's key, for loopback only.
     cert = certificate("node2", key, etcd_ca(tls_lab), ips=("127.0.0.1",))
     put_files(tls_lab, "node2", {f"{PKI}/etcd-member.crt": _pem(cert)})
-    run_on(tls_lab, "node2", f"chown etcd:etcd {PKI}/etcd-member.crt; systemctl restart --no-block etcd")
+    run_on(
+        tls_lab,
+        "node2",
+        f"chown etcd:etcd {PKI}/etcd-member.crt; systemctl restart --no-block etcd",
+    )
     wait_for(
         "a peer logs that node2's certificate lacks its address",
         lambda: (
