@@ -5,6 +5,7 @@ ranked; and the findings as plain text."""
 from __future__ import annotations
 
 import fnmatch
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -94,6 +95,9 @@ def host_vars(
     }
 
 
+_GLOB = re.compile(r"[*?\[]")
+
+
 def _resolve_host(cluster: Cluster, name: str) -> str | None:
     for host in cluster.hosts:
         if name in (host.name, host.address, host.ip, host.kube_node_name):
@@ -141,9 +145,17 @@ def match_signatures(
     members = {
         f"{cluster.host(name).ip}:{cluster.settings.etcd_client_port}" for name in cluster.etcd
     }
+    # Each signature looks only at the events its matches can accept (by source, and by name
+    # where the match names one without a pattern), in the order they were found.
+    indexed: dict[tuple[str, str], list[int]] = {}
+    for index, event in enumerate(found):
+        indexed.setdefault((event.source, "*"), []).append(index)
+        indexed.setdefault((event.source, event.name), []).append(index)
     findings: dict[tuple[str, str, str, str], Finding] = {}
     for sig in signatures:
-        for event in found:
+        keys = {(m.source, "*" if _GLOB.search(m.name) else m.name) for m in sig.matches}
+        candidates = sorted({i for key in keys for i in indexed.get(key, ())})
+        for event in (found[i] for i in candidates):
             now = host_times.get(event.host)
             match, groups = next(
                 (
