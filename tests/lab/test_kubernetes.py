@@ -1,4 +1,4 @@
-"""Kubernetes 1.20 for real on the lab: the control plane built from Debian's source answers on
+"""Kubernetes 1.20 for real on the lab, with TLS throughout (k8s_security tls): the control plane built from Debian's source answers on
 its secure port, every node's kubelet (containerd inside systemd-nspawn) is Ready, a pod of the
 locally built image runs on each node and is reachable across nodes, and diagnose names the
 host and the fix for the faults of this half. Every fault test heals the cluster."""
@@ -29,13 +29,14 @@ K8S_CHECKS = ("unit:kube", "unit:kubelet", "apiserver:", "kubectl:")
 
 @pytest.fixture(scope="module")
 def lab(lab_name: str) -> Iterator[lab_api.LabState]:
-    """This module's own lab with the Kubernetes binaries (the session lab has none, so the
-    other modules see the classic layout): it overrides conftest's `lab` for these tests, and
-    the module's `converged_lab` and `cluster` are built on it."""
+    """This module's own lab with the Kubernetes binaries and the default k8s_security (tls:
+    etcd, the API server and the kubelets on certificates), unlike the session lab (no
+    binaries, classic): it overrides conftest's `lab` for these tests, and the module's
+    `converged_lab` and `cluster` are built on it."""
     config = lab_api.make_config(lab_name + "k")
     lab_api.down(config=config)  # leftovers of a killed session with this name
     try:
-        yield lab_api.up(nodes=2, config=config, kubernetes=True, security="classic")
+        yield lab_api.up(nodes=2, config=config, kubernetes=True)
     finally:
         lab_api.down(config=config)
 
