@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from k8s_provision.lifecycle import Change, changes_from_events
+import yaml
+
+from k8s_provision.lifecycle import MIGRATION_TAG, Change, changes_from_events
 
 
 def test_changes_from_check_mode_events() -> None:
@@ -83,3 +86,42 @@ def test_no_changes_gives_an_empty_plan() -> None:
         {"event": "diff", "host": "a", "task": "t", "changed": False, "diffs": []},
     ]
     assert changes_from_events(events) == []
+
+
+def test_a_migration_leads_the_plan_whatever_ran_before_it() -> None:
+    events: list[dict[str, Any]] = [
+        {
+            "event": "ok",
+            "host": "master",
+            "task": "Install etcd",
+            "changed": True,
+            "action": "ansible.builtin.package",
+            "names": ["etcd"],
+            "state": "present",
+            "tags": [],
+            "msg": "",
+        },
+        {
+            "event": "ok",
+            "host": "master",
+            "task": "Migrate etcd from plaintext to TLS, one member at a time",
+            "changed": True,
+            "action": "ansible.builtin.debug",
+            "names": [],
+            "state": None,
+            "tags": [MIGRATION_TAG],
+            "msg": "certificates first on master, node1, then https on master, node1",
+        },
+    ]
+    changes = changes_from_events(events)
+    assert [(c.kind, c.path) for c in changes] == [
+        ("migration", "Migrate etcd from plaintext to TLS, one member at a time"),
+        ("package", "etcd"),
+    ]
+    assert changes[0].diff.startswith("certificates first on master, node1")
+
+
+def test_the_etcd_role_announces_its_migration_with_the_tag_plan_reads() -> None:
+    role = Path(__file__).resolve().parents[2] / "ansible_collections/k8s_provision/cluster/roles"
+    tasks = yaml.safe_load((role / "etcd/tasks/migrate.yml").read_text())
+    assert MIGRATION_TAG in tasks[0]["tags"] and tasks[0]["changed_when"] is True
