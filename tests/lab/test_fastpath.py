@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,17 +17,11 @@ import pytest
 from k8s_provision import fastpath, inventory
 from k8s_provision import lab as lab_api
 from k8s_provision.model import Cluster
+from tests.lab.cli import cli
 
 pytestmark = pytest.mark.lab
 
-CLI = str(Path(sys.executable).parent / "k8s-provision")
 ETCD_V3 = "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379"
-
-
-def cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def on(lab: lab_api.LabState, host: str, command: str) -> str:

@@ -1,7 +1,8 @@
-"""Kubernetes 1.20 for real on the lab, with TLS throughout (k8s_security tls): the control plane built from Debian's source answers on
-its secure port, every node's kubelet (containerd inside systemd-nspawn) is Ready, a pod of the
-locally built image runs on each node and is reachable across nodes, and diagnose names the
-host and the fix for the faults of this half. Every fault test heals the cluster."""
+"""Kubernetes 1.20 for real on the lab, with TLS throughout (k8s_security tls): the control
+plane built from Debian's source answers on its secure port, every node's kubelet (containerd
+inside systemd-nspawn) is Ready, a pod of the locally built image runs on each node and is
+reachable across nodes, and diagnose names the host and the fix for the faults of this half.
+Every fault test heals the cluster."""
 
 from __future__ import annotations
 

@@ -7,8 +7,6 @@ confirmation, then leaves no etcd, data or configuration. Tests run in file orde
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,26 +14,11 @@ import pytest
 
 from k8s_provision import inventory, render
 from k8s_provision import lab as lab_api
+from tests.lab.cli import cli, explain
 
 pytestmark = pytest.mark.lab
 
-CLI = str(Path(sys.executable).parent / "k8s-provision")
 ETCD_DATA = "/var/lib/etcd/default"
-
-
-def cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def explain(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n{result.stdout[-5000:]}\n{result.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")

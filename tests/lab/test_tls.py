@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from k8s_provision import lab as lab_api
+from tests.lab.cli import cli, explain
 
 pytestmark = pytest.mark.lab
 
-CLI = str(Path(sys.executable).parent / "k8s-provision")
 CA = "/etc/etcd/pki/etcd-ca.crt"
 TOOL = "--cacert=/etc/etcd/pki/etcd-ca.crt --cert=/etc/etcd/pki/etcd-client.crt" + (
     " --key=/etc/etcd/pki/etcd-client.key"
@@ -30,21 +29,6 @@ FLANNEL_V2 = (
     " --key-file=/etc/kubernetes/pki/flannel-etcd-client.key"
 )
 IPS = {"master": "192.168.10.1", "node1": "192.168.10.2", "node2": "192.168.10.3"}
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def explain(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n{result.stdout[-5000:]}\n{result.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")

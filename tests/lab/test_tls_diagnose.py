@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,26 +20,19 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from k8s_provision import inventory, verify
 from k8s_provision import lab as lab_api
 from k8s_provision.model import Cluster
+from tests.lab.cli import cli, explain
 from tests.lab.test_diagnose import cli_diagnose, finding, run_on, wait_for
 
 pytestmark = pytest.mark.lab
 
-CLI = str(Path(sys.executable).parent / "k8s-provision")
 IPS = {"master": "192.168.10.1", "node1": "192.168.10.2", "node2": "192.168.10.3"}
 MASTER = "--endpoints=https://192.168.10.1:2379"
 PKI = "/etc/etcd/pki"
 
 
 def up(inventory_path: Path, *args: str) -> None:
-    result = subprocess.run(
-        [CLI, "up", str(inventory_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    result = cli("up", str(inventory_path), *args)
+    assert result.returncode == 0, explain(result)
 
 
 @pytest.fixture(scope="module")

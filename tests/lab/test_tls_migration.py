@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from k8s_provision import lab as lab_api
+from tests.lab.cli import CLI, cli, explain
 
 pytestmark = pytest.mark.lab
 
-CLI = str(Path(sys.executable).parent / "k8s-provision")
 TOOL = (
     "--cacert=/etc/etcd/pki/etcd-ca.crt --cert=/etc/etcd/pki/etcd-client.crt"
     " --key=/etc/etcd/pki/etcd-client.key"
@@ -29,21 +28,6 @@ PLAIN = "--endpoints=http://192.168.10.1:2379"
 SECURE = "--endpoints=https://192.168.10.1:2379"
 DROPIN = "/run/systemd/system/etcd.service.d/k8s-provision-tls-migration.conf"
 FLANNEL_KEY = "/atomic.io/network/config"
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def explain(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n{result.stdout[-5000:]}\n{result.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")

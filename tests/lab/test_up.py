@@ -6,22 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from k8s_provision import lab as lab_api
+from tests.lab.cli import cli
 
 pytestmark = pytest.mark.lab
-
-CLI = str(Path(sys.executable).parent / "k8s-provision")
-
-
-def cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def on(lab: lab_api.LabState, host: str, command: str) -> subprocess.CompletedProcess[str]:
