@@ -17,7 +17,7 @@ import pytest
 from k8s_provision import fastpath, inventory
 from k8s_provision import lab as lab_api
 from k8s_provision.model import Cluster
-from tests.lab.cli import cli
+from tests.lab.helpers import cli
 
 pytestmark = pytest.mark.lab
 

@@ -14,7 +14,7 @@ import pytest
 
 from k8s_provision import inventory, render
 from k8s_provision import lab as lab_api
-from tests.lab.cli import cli, explain
+from tests.lab.helpers import cli, explain, provisioned_lab
 
 pytestmark = pytest.mark.lab
 
@@ -23,15 +23,8 @@ ETCD_DATA = "/var/lib/etcd/default"
 
 @pytest.fixture(scope="module")
 def grown_lab(lab_name: str) -> Iterator[lab_api.LabState]:
-    config = lab_api.make_config(lab_name + "l")
-    lab_api.down(config=config)
-    try:
-        state = lab_api.up(nodes=2, config=config, kubernetes=False, security="classic")
-        result = cli("up", str(state.inventory))
-        assert result.returncode == 0, explain(result)
+    with provisioned_lab(lab_name + "l", security="classic") as state:
         yield state
-    finally:
-        lab_api.down(config=config)
 
 
 def on(lab: lab_api.LabState, host: str, command: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from k8s_provision import lab as lab_api
-from tests.lab.cli import cli, explain
+from tests.lab.helpers import cli, explain, provisioned_lab
 
 pytestmark = pytest.mark.lab
 
@@ -33,16 +33,8 @@ IPS = {"master": "192.168.10.1", "node1": "192.168.10.2", "node2": "192.168.10.3
 
 @pytest.fixture(scope="module")
 def tls_lab(lab_name: str) -> Iterator[lab_api.LabState]:
-    config = lab_api.make_config(lab_name + "tls")
-    lab_api.down(config=config)
-    try:
-        state = lab_api.up(nodes=2, config=config, kubernetes=False)
-        assert state.security == "tls"  # the default of a new lab
-        result = cli("up", str(state.inventory))
-        assert result.returncode == 0, explain(result)
+    with provisioned_lab(lab_name + "tls", security="tls") as state:
         yield state
-    finally:
-        lab_api.down(config=config)
 
 
 def run(lab: lab_api.LabState, host: str, command: str) -> subprocess.CompletedProcess[str]:

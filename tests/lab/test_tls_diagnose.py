@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from k8s_provision import inventory, verify
 from k8s_provision import lab as lab_api
 from k8s_provision.model import Cluster
-from tests.lab.cli import cli, explain
+from tests.lab.helpers import cli, explain, provisioned_lab
 from tests.lab.test_diagnose import cli_diagnose, finding, run_on, wait_for
 
 pytestmark = pytest.mark.lab
@@ -37,14 +37,8 @@ def up(inventory_path: Path, *args: str) -> None:
 
 @pytest.fixture(scope="module")
 def tls_lab(lab_name: str) -> Iterator[lab_api.LabState]:
-    config = lab_api.make_config(lab_name + "tdx")
-    lab_api.down(config=config)
-    try:
-        state = lab_api.up(nodes=2, config=config, kubernetes=False, security="tls")
-        up(state.inventory)
+    with provisioned_lab(lab_name + "tdx", security="tls") as state:
         yield state
-    finally:
-        lab_api.down(config=config)
 
 
 @pytest.fixture(scope="module")

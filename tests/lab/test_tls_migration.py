@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from k8s_provision import lab as lab_api
-from tests.lab.cli import CLI, cli, explain
+from tests.lab.helpers import CLI, cli, explain, provisioned_lab
 
 pytestmark = pytest.mark.lab
 
@@ -32,15 +32,8 @@ FLANNEL_KEY = "/atomic.io/network/config"
 
 @pytest.fixture(scope="module")
 def classic_lab(lab_name: str) -> Iterator[lab_api.LabState]:
-    config = lab_api.make_config(lab_name + "mig")
-    lab_api.down(config=config)
-    try:
-        state = lab_api.up(nodes=2, config=config, kubernetes=False, security="classic")
-        result = cli("up", str(state.inventory))
-        assert result.returncode == 0, explain(result)
+    with provisioned_lab(lab_name + "mig", security="classic") as state:
         yield state
-    finally:
-        lab_api.down(config=config)
 
 
 @pytest.fixture(scope="module")

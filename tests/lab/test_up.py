@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from k8s_provision import lab as lab_api
-from tests.lab.cli import cli
+from tests.lab.helpers import cli
 
 pytestmark = pytest.mark.lab
 
