@@ -257,6 +257,18 @@ CASES = [
         fix="systemctl restart etcd",
     ),
     Case(
+        "a member's certificate lacks its address, seen by the peer it dials",
+        logging(
+            "master",
+            "etcd",
+            'etcd[476]: rejected connection from "192.168.10.3:48218" (error "x509: certificate'
+            ' is valid for 127.0.0.1, not 192.168.10.3", ServerName "", IPAddresses'
+            ' ["127.0.0.1"], DNSNames [])',
+        ),
+        (("node2", "etcd", "tls-san-missing"),),
+        absent=("tls-certificate-foreign-ca", "tls-certificate-expired"),
+    ),
+    Case(
         "a client without a certificate",
         logging(
             "node2",
