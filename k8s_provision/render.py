@@ -6,6 +6,7 @@ byte-identical to those on the hosts."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import posixpath
@@ -213,8 +214,11 @@ def host_context(
     return context
 
 
+@functools.cache
 def template_environment() -> jinja2.Environment:
-    # Match Ansible's template action: trim_blocks on, lstrip_blocks off, trailing newline kept.
+    """One per process: it keeps the compiled templates (the fast path renders every host,
+    twice for a container host). Ansible's template action's settings: trim_blocks on,
+    lstrip_blocks off, trailing newline kept."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         trim_blocks=True,

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from k8s_provision import ssh
+from k8s_provision import facts, pki, ssh
 from k8s_provision.fastpath.compare import Difference, differences, probes_for
 from k8s_provision.fastpath.expected import Expected, expected
 from k8s_provision.model import Cluster, Host
@@ -62,6 +62,10 @@ def check(cluster: Cluster, options: Options | None = None) -> FastPathResult:
     options = options or Options()
     started = time.monotonic()
     names = set(options.hosts) if options.hosts is not None else {h.name for h in cluster.hosts}
+    if cluster.settings.tls:
+        # Once for the cluster, as the playbook's context lookup does: a leaf the inventory
+        # changed (a new address) is signed again, and the hosts are compared with it.
+        pki.ensure_pki(cluster, facts.pki_state_dir(cluster))
     specs = {h.name: expected(cluster, h) for h in cluster.hosts if h.name in names}
 
     def plan(host: Host) -> Sequence[Probe[Any]]:

@@ -306,9 +306,10 @@ class _Reader:
     def copies(self, v: Variables, task: Task) -> str:
         """Controller files copied one by one, each item naming its own owner and mode (the
         certificates role: the cluster PKI's files for this host). The PKI is made first if
-        it is missing, as the playbook's context lookup would make it."""
+        any of them is missing, as the playbook's context lookup would make it (`check` brings
+        the whole PKI up to date once before reading the hosts)."""
         items = [dict(i) for i in v.with_task(task).render(task.data["loop"])]
-        if items and self.cluster.settings.tls:
+        if self.cluster.settings.tls and not all(Path(str(i["src"])).exists() for i in items):
             pki.ensure_pki(self.cluster, facts.pki_state_dir(self.cluster))
         for item in items:
             dest = str(item["dest"])
