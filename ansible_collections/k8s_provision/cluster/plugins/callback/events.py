@@ -18,11 +18,29 @@ requirements:
   - enable in callbacks_enabled
 """
 
+import ctypes
 import json
 import os
+import signal
+import sys
 from typing import Any
 
 from ansible.plugins.callback import CallbackBase
+
+# prctl(2) option number (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(playbook: int) -> None:
+    """In each worker ansible-playbook forks: SIGTERM (which the worker turns into stopping its
+    own process group) when ansible-playbook dies. Its SIGTERM handler stops the workers it
+    knows, but one forked at that very moment is missed, and stays blocked for ever on the
+    result queue nobody reads. A process forked by a worker is not concerned."""
+    if os.getppid() != playbook:
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != playbook:  # ansible-playbook died before prctl took effect
+        os._exit(1)
 
 
 def _host(result: Any) -> str:
@@ -68,6 +86,9 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
         fd = os.environ.get("K8SP_EVENTS_FD")
         # Line-buffered: each event reaches k8s-provision as soon as it happens.
         self._out = os.fdopen(int(fd), "w", encoding="utf-8", buffering=1) if fd else None
+        if fd and sys.platform.startswith("linux"):
+            playbook = os.getpid()
+            os.register_at_fork(after_in_child=lambda: _die_with(playbook))
 
     def _emit(self, event: str, **fields: Any) -> None:
         if self._out is not None:
