@@ -19,8 +19,8 @@ from k8s_provision.model import Cluster, Host
 from k8s_provision.pki import crypto
 from k8s_provision.pki.plan import HostFile, host_files, leaves
 from k8s_provision.probes import HostFacts, Probe
-from k8s_provision.probes.certs import FileState
 from k8s_provision.probes.certs import files as files_probe
+from k8s_provision.probes.files import FileState
 from k8s_provision.report import Check, Report
 
 WARN_DAYS = 30
@@ -87,7 +87,7 @@ def _one(
             problems.append("differs from the cluster PKI's copy (run up)")
         return _verdict(host, name, problems, [], "as the PKI made it")
     try:
-        cert = crypto.load_cert(state.pem.encode())
+        cert = crypto.load_cert(state.content.encode())
     except ValueError:
         return Check(host.name, name, "fail", "not a PEM certificate")
     stem = Path(planned.dest).name.removesuffix(".crt")

@@ -5,7 +5,9 @@ The framing costs a fixed three processes per host, not a few per probe: every p
 its exit code, stdout and stderr to files of a private directory; at the end one `stat` lists
 their sizes, one `cat` concatenates them in the same order, and one `base64` makes the whole
 stream safe to carry as text. On a host of 40 probes that is the difference between 3 and 160
-fork/execs, which is what verify and diagnose spend most of a host's CPU on."""
+fork/execs, which is what verify and diagnose spend most of a host's CPU on. For the same
+reason a probe that is only words (most are: `systemctl status -- x.service`) is run by
+`timeout` itself, not through a `sh -c` of its own."""
 
 from __future__ import annotations
 
@@ -19,6 +21,30 @@ from k8s_provision.probes.base import PROBE_TIMEOUT, Output, Probe
 
 MARK = "@@k8s-provision-verify@@"
 _SUFFIXES = ("rc", "out", "err")
+# Words sh runs itself, with no program of the name for `timeout` to run.
+_SHELL_ONLY = frozenset(
+    {
+        ".", ":", "alias", "bg", "break", "case", "cd", "command", "continue", "do", "done",
+        "elif", "else", "esac", "eval", "exec", "exit", "export", "fc", "fg", "fi", "for",
+        "getopts", "hash", "if", "in", "jobs", "read", "readonly", "return", "set", "shift",
+        "then", "time", "times", "trap", "type", "ulimit", "umask", "unalias", "unset", "until",
+        "wait", "while",
+    }
+)  # fmt: skip
+
+
+def _runner(command: str) -> str:
+    """What `timeout` runs for `command`: its words as they are when sh would only split it
+    into words (no operator, expansion, glob, assignment or built-in), else `sh -c command`.
+    Plain words come back unchanged from a split and a re-quote; anything else does not."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = []
+    plain = words and shlex.join(words) == command
+    if plain and "=" not in words[0] and words[0] not in _SHELL_ONLY:
+        return command
+    return f"sh -c {shlex.quote(command)}"
 
 
 def batch_script(probes: Iterable[Probe[Any]], timeout: int = PROBE_TIMEOUT) -> str:
@@ -31,7 +57,7 @@ def batch_script(probes: Iterable[Probe[Any]], timeout: int = PROBE_TIMEOUT) -> 
     ]
     for i, probe in enumerate(probes):
         lines.append(
-            f"{{ timeout -k 2 {timeout} sh -c {shlex.quote(probe.command)}"
+            f"{{ timeout -k 2 {timeout} {_runner(probe.command)}"
             f' >"$d/{i}.out" 2>"$d/{i}.err" </dev/null; echo $? >"$d/{i}.rc"; }} &'
         )
     lines += [

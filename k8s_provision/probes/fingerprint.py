@@ -8,47 +8,15 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from k8s_provision.probes import files as file_probes
 from k8s_provision.probes.base import Output, Probe
 from k8s_provision.probes.etcd import Endpoint, endpoint
-
-
-@dataclass(frozen=True)
-class FileState:
-    """A path on the host: `kind` file, dir or missing; the rest empty when missing."""
-
-    path: str
-    kind: str
-    sha256: str = ""
-    mode: str = ""  # octal without leading zeros, as stat's %a prints it
-    owner: str = ""
-    group: str = ""
-
-
-def parse_files(output: Output) -> dict[str, FileState]:
-    states: dict[str, FileState] = {}
-    for line in output.stdout.splitlines():
-        fields = line.split("\t")
-        if len(fields) == 2 and fields[1] == "missing":
-            states[fields[0]] = FileState(fields[0], "missing")
-        elif len(fields) == 6:
-            path, kind, digest, mode, owner, group = fields
-            states[path] = FileState(path, kind, digest, mode, owner, group)
-    return states
+from k8s_provision.probes.files import FileState
 
 
 def files(paths: Sequence[str]) -> Probe[dict[str, FileState]]:
     """SHA-256, mode, owner and group of each path; a directory has no digest."""
-    quoted = " ".join(shlex.quote(p) for p in paths)
-    return Probe(
-        "fp-files",
-        f"for p in {quoted}; do"
-        ' if [ -f "$p" ]; then k=file; h=$(sha256sum < "$p" | cut -d" " -f1);'
-        ' elif [ -d "$p" ]; then k=dir; h=-;'
-        ' else printf "%s\\tmissing\\n" "$p"; continue; fi;'
-        ' printf "%s\\t%s\\t%s\\t%s\\n" "$p" "$k" "$h" "$(stat -c "%a\t%U\t%G" -- "$p")";'
-        " done",
-        parse_files,
-    )
+    return Probe("fp-files", file_probes.script(paths), lambda out: file_probes.parse(out, paths))
 
 
 def parse_packages(output: Output) -> frozenset[str]:

@@ -17,6 +17,8 @@ from k8s_provision.model import Cluster
 from k8s_provision.pki import check, crypto
 from k8s_provision.probes import HostFacts, Output
 from k8s_provision.probes.certs import files as files_probe
+from k8s_provision.probes.files import FileState
+from tests.unit.file_output import files_output
 
 DATA = Path(__file__).parent / "data"
 
@@ -39,14 +41,15 @@ def host_output(
     """What the pki-files probe prints on a host holding exactly the PKI's files; `replace`
     maps a destination to (owner, mode, content) found there instead."""
     planned = pki.host_files(cluster, cluster.host(host))
-    text = ""
+    states = []
     for f in planned:
         owner, mode, data = (f.owner, f.mode.lstrip("0"), (state / f.src).read_bytes())
         if replace and f.dest in replace:
             owner, mode, data = replace[f.dest]
-        text += f"@@pki {f.dest}\n{owner} {mode}\n{hashlib.sha256(data).hexdigest()}\n"
-        if f.dest.endswith(".crt"):
-            text += data.decode()
+        shown = data.decode() if f.dest.endswith(".crt") else ""
+        digest = hashlib.sha256(data).hexdigest()
+        states.append(FileState(f.dest, "file", digest, mode, owner, "root", shown))
+    text = files_output(states)
     probe = files_probe([f.dest for f in planned])
     return HostFacts(host, {probe.name: Output(0, text)})
 
@@ -159,8 +162,8 @@ def test_the_probe_command_runs_in_a_real_shell(tmp_path: Path) -> None:
     done = subprocess.run(["sh", "-c", probe.command], capture_output=True, text=True, check=False)
     found = probe.parse(Output(done.returncode, done.stdout, done.stderr))
     assert found is not None, done.stderr
-    assert found[str(key)].mode == "600" and found[str(key)].pem == ""
+    assert found[str(key)].mode == "600" and found[str(key)].content == ""
     assert "secret" not in done.stdout  # a key's content never leaves the host
     assert found[str(key)].sha256 == hashlib.sha256(b"secret").hexdigest()
-    assert found[str(crt)].pem.startswith("-----BEGIN CERTIFICATE-----")
+    assert found[str(crt)].content.startswith("-----BEGIN CERTIFICATE-----")
     assert not found[str(tmp_path / "gone.crt")].present

@@ -20,7 +20,9 @@ from k8s_provision.fastpath.expected import Expected, expected
 from k8s_provision.model import Cluster, Host
 from k8s_provision.probes import HostFacts, Output, batch
 from k8s_provision.probes import fingerprint as fp
+from k8s_provision.probes.files import FileState
 from k8s_provision.render import render_host
+from tests.unit.file_output import files_output
 
 REPO = Path(__file__).resolve().parent.parent.parent
 # The record of the configuration each service started with, as the roles write it.
@@ -44,9 +46,8 @@ def debian(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
 def converged(cluster: Cluster, host: Host, spec: Expected, container: bool = False) -> HostFacts:
     """What the fingerprint probes print on a host site.yml has just converged (built from the
     expected state: the reader of real output is tested by running the probes below)."""
-    lines = [
-        "\t".join([f.path, "file", f.sha256, f.mode, f.owner, f.group]) for f in spec.files
-    ] + ["\t".join([d.path, "dir", "-", d.mode, d.owner, d.group]) for d in spec.directories]
+    files = [FileState(f.path, "file", f.sha256, f.mode, f.owner, f.group) for f in spec.files]
+    files += [FileState(d.path, "dir", "", d.mode, d.owner, d.group) for d in spec.directories]
     units = "".join(
         f"@unit {u.name}\nLoadState=loaded\nActiveState={'active' if u.active else 'inactive'}\n"
         f"UnitFileState={'enabled' if u.enabled else 'disabled'}\n"
@@ -59,7 +60,7 @@ def converged(cluster: Cluster, host: Host, spec: Expected, container: bool = Fa
     )
     begin, end = spec.hosts_markers
     outputs = {
-        "fp-files": Output(0, "\n".join(lines) + "\n"),
+        "fp-files": Output(0, files_output(files)),
         "fp-units": Output(0, units),
         "config-state": Output(
             0,
@@ -122,6 +123,17 @@ def edit(probe: str, old: str, new: str) -> Callable[[dict[str, Output]], None]:
     return change
 
 
+def edited_digest(path: str) -> Callable[[dict[str, Output]], None]:
+    """The file at `path` reads with another SHA-256 (what sha256sum prints after an edit)."""
+
+    def change(outputs: dict[str, Output]) -> None:
+        text, line = outputs["fp-files"].stdout, f"  {path}\n"
+        at = text.index(line) - 64
+        outputs["fp-files"] = Output(0, text[:at] + "0" * 64 + text[at + 64 :])
+
+    return change
+
+
 def test_expected_comes_from_the_roles_and_render(cluster: Cluster) -> None:
     master, node1 = cluster.host("master"), cluster.host("node1")
     spec = expected(cluster, node1)
@@ -161,8 +173,8 @@ def test_a_converged_host_matches(cluster: Cluster, name: str) -> None:
 
 
 DRIFT = {
-    "file edited": ("node1", edit("fp-files", "\tfile\t", "\tfile\t0f"), "file"),
-    "file removed": ("node1", edit("fp-files", "/etc/kubernetes/proxy\tfile", "/x\tfile"), "file"),
+    "file edited": ("node1", edited_digest("/etc/kubernetes/proxy"), "file"),
+    "file removed": ("node1", edit("fp-files", "\t/etc/kubernetes/proxy", "\t/x"), "file"),
     "file mode": ("node1", edit("fp-files", "\t644\troot", "\t666\troot"), "file"),
     "package removed": (
         "node1",
@@ -250,7 +262,10 @@ def test_the_probes_read_a_real_filesystem(cluster: Cluster, tmp_path: Path) -> 
     # The probes' own shell, run here on files the test writes.
     present = tmp_path / "config"
     present.write_text("KUBE_LOGTOSTDERR=true\n")
-    files_probe = fp.files([str(present), str(tmp_path), str(tmp_path / "absent")])
+    empty = tmp_path / "empty"
+    empty.touch()
+    paths = [str(present), str(tmp_path), str(tmp_path / "absent"), str(empty)]
+    files_probe = fp.files(paths)
     kernel_probe = fp.kernel(["kernel.ostype"], ["no_such_module_here"])
     packages_probe = fp.packages("printf '%s install ok installed\\n'", ["etcd"])
     script = batch.batch_script([files_probe, kernel_probe, packages_probe])
@@ -262,6 +277,8 @@ def test_the_probes_read_a_real_filesystem(cluster: Cluster, tmp_path: Path) -> 
     assert files[str(present)].sha256 == hashlib.sha256(present.read_bytes()).hexdigest()
     assert files[str(tmp_path)].kind == "dir"
     assert files[str(tmp_path / "absent")].kind == "missing"
+    assert files[str(empty)].sha256 == hashlib.sha256(b"").hexdigest()
+    assert files[str(present)].mode == f"{present.stat().st_mode & 0o7777:o}"
     kernel = got.read(kernel_probe)
     assert kernel is not None and kernel.sysctl == {"kernel.ostype": "Linux"}
     assert kernel.modules == frozenset()

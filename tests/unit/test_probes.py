@@ -3,6 +3,7 @@ collector (one SSH command per host for all of its probes, then the clock on tha
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import time
@@ -114,6 +115,10 @@ def test_batch_script_runs_probes_in_parallel_and_frames_their_output() -> None:
         Probe("failing", f"echo 'to stderr {batch.MARK} x 0' >&2; exit 3", raw),
         Probe("slow", "sleep 5", raw),
         Probe("binary", "printf '\\000\\377'", raw),
+        # Plain words run without a sh of their own; these need one and must still get it.
+        Probe("builtin", "cd /", raw),
+        Probe("assignment", "K8SP_BATCH=set env", raw),
+        Probe("expansion", "echo $((1 + 2))", raw),
     ]
     script = batch.batch_script(probes, timeout=1)
     result = subprocess.run(
@@ -125,6 +130,30 @@ def test_batch_script_runs_probes_in_parallel_and_frames_their_output() -> None:
     assert outputs["failing"].stderr == f"to stderr {batch.MARK} x 0\n"
     assert outputs["slow"].exit_code == 124  # coreutils timeout
     assert outputs["binary"] == Output(0, "\x00\ufffd", "")
+    assert outputs["builtin"].exit_code == 0
+    assert "K8SP_BATCH=set" in outputs["assignment"].stdout.splitlines()
+    assert outputs["expansion"].stdout == "3\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "own_sh"),
+    [
+        ("systemctl status --no-pager -l -n 0 -- etcd.service", False),
+        ("journalctl _SYSTEMD_UNIT=etcd.service + UNIT=etcd.service --since=-1h", False),
+        ("cat -- '/etc/with space'", False),
+        ('cat -- "/etc/with space"', True),  # same words, other quoting: not provably plain
+        ("curl -s x || exit 7", True),
+        ("ls *", True),
+        ("echo $HOME", True),
+        ("A=1 env", True),
+        ("cd /", True),
+        ("echo 'unterminated", True),
+    ],
+)
+def test_batch_runs_plain_words_without_a_shell(command: str, own_sh: bool) -> None:
+    script = batch.batch_script([Probe("p", command, raw)])
+    assert (f"sh -c {shlex.quote(command)}" in script) is own_sh
+    assert f" {command} " in script or own_sh
 
 
 def test_parse_units_matches_blocks_by_position() -> None:
