@@ -65,16 +65,23 @@ def _file_diff(entry: dict[str, Any]) -> tuple[str, str] | None:
 def changes_from_events(events: list[dict[str, Any]]) -> list[Change]:
     """Turn a check-mode run's events into per-host changes, in run order, without repeats."""
     changes: list[Change] = []
+    diffed: set[tuple[str, str]] = set()  # ansible reports a task's diff before its result
     for event in events:
         kind = event["event"]
         if kind == "diff" and event.get("changed", True):
+            diffed.add((event["host"], event["task"]))
             for entry in event.get("diffs", []):
                 found = _file_diff(entry)
                 if found:
                     changes.append(Change(event["host"], "file", found[0], found[1]))
         elif kind == "ok" and event.get("changed"):
             action = _short(str(event.get("action", "")))
+            if action in FILE_ACTIONS and (event["host"], event["task"]) in diffed:
+                continue
             if action in FILE_ACTIONS:
+                # A task that shows no diff (the PKI's: keys stay out of every output) still
+                # changes its files: plan names the task.
+                changes.append(Change(event["host"], "task", event["task"], "would change"))
                 continue
             state = str(event.get("state") or "")
             names = event.get("names") or []

@@ -80,6 +80,25 @@ def test_changes_from_check_mode_events() -> None:
     assert changes[3].diff == "state: absent -> directory"
 
 
+def test_a_file_task_without_a_diff_is_still_a_change() -> None:
+    # The certificates role copies keys with diff: false and no_log: only its result comes.
+    events: list[dict[str, Any]] = [
+        {
+            "event": "ok",
+            "host": "node7",
+            "task": "certificates : Install the certificates and keys",
+            "changed": True,
+            "action": "ansible.builtin.copy",
+            "names": [],
+            "state": None,
+        },
+        {"event": "ok", "host": "node8", "task": "t", "changed": False, "action": "copy"},
+    ]
+    assert changes_from_events(events) == [
+        Change("node7", "task", "certificates : Install the certificates and keys", "would change")
+    ]
+
+
 def test_no_changes_gives_an_empty_plan() -> None:
     events = [
         {"event": "ok", "host": "a", "task": "t", "changed": False},
