@@ -8,22 +8,16 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.k8s_provision.cluster.plugins.plugin_utils.tool import tool_module
+
 
 def etcd_migration(
     results: Sequence[Mapping[str, Any]],
     hosts: Sequence[str],
     etcd_members: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    # Imported when the filter runs: ansible-doc and the sanity tests load this plugin where
-    # k8s-provision is not installed.
-    try:
-        from k8s_provision import etcd_migration as migration
-    except ImportError as err:
-        raise AnsibleFilterError(
-            f"k8s_provision.cluster: cannot import k8s_provision ({err}); run the playbooks"
-            " with the Python where k8s-provision is installed"
-        ) from None
-    return migration.plan(results, hosts, etcd_members)
+    migration = tool_module("etcd_migration", AnsibleFilterError)
+    return dict(migration.plan(results, hosts, etcd_members))
 
 
 class FilterModule:

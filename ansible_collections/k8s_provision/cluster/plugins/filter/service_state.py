@@ -9,18 +9,11 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.k8s_provision.cluster.plugins.plugin_utils.tool import tool_module
+
 
 def _service_state() -> ModuleType:
-    # Imported when a filter runs, not when Ansible loads the plugin: ansible-doc and the
-    # sanity tests load it where k8s-provision is not installed.
-    try:
-        from k8s_provision import service_state
-    except ImportError as err:
-        raise AnsibleFilterError(
-            f"k8s_provision.cluster: cannot import k8s_provision ({err}); run the playbooks"
-            " with the Python where k8s-provision is installed"
-        ) from None
-    return service_state
+    return tool_module("service_state", AnsibleFilterError)
 
 
 def state_script(files: Sequence[Mapping[str, Any]], units: Sequence[str]) -> str:
