@@ -31,6 +31,7 @@ class Finding:
     diagnosis: str
     fix: tuple[str, ...]
     evidence: str
+    observer: str = ""  # the host whose output showed it, when that is not `host`
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -171,7 +172,7 @@ def match_signatures(
                 if match.not_member is not None and group.get(match.not_member) in members:
                     continue
                 values = {**common[event.host], **event.vars, **group}
-                host = event.host
+                host = observer = event.host
                 evidence = event.evidence or truncate(event.text)
                 if match.host:
                     target = _resolve_host(cluster, match.host.format_map(values))
@@ -188,14 +189,17 @@ def match_signatures(
                     diagnosis=redact(sig.diagnosis.format_map(values)),
                     fix=tuple(redact(f.format_map(values)) for f in sig.fix),
                     evidence=redact(evidence),
+                    observer="" if observer == host else observer,
                 )
                 findings[(sig.id, host, finding.component, finding.diagnosis)] = finding
     by_id = {s.id: s for s in signatures}
     present = {(f.host, f.component, f.id) for f in findings.values()}
+    on_host = {(f.host, f.id) for f in findings.values()}
     kept = [
         f
         for f in findings.values()
         if not any((f.host, f.component, s) in present for s in by_id[f.id].suppressed_by)
+        and not any((f.observer, s) in on_host for s in by_id[f.id].observer_suppressed_by)
     ]
     order = {h.name: i for i, h in enumerate(cluster.hosts)}
     kept.sort(

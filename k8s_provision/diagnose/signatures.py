@@ -79,6 +79,9 @@ class Signature:
     diagnosis: str
     fix: tuple[str, ...]
     suppressed_by: frozenset[str] = frozenset()
+    # For a finding a match moved off the host that saw it (`host`): ids that, found for
+    # that observer, explain what it saw (it refused its peers because its own CA is wrong).
+    observer_suppressed_by: frozenset[str] = frozenset()
 
 
 def _placeholders(template: str) -> set[str]:
@@ -134,6 +137,9 @@ def parse_signatures(raw: Any) -> tuple[Signature, ...]:
             diagnosis=" ".join(str(item["diagnosis"]).split()),
             fix=tuple(str(line) for line in item["fix"]),
             suppressed_by=frozenset(str(s) for s in item.get("suppressed_by", [])),
+            observer_suppressed_by=frozenset(
+                str(s) for s in item.get("observer_suppressed_by", [])
+            ),
         )
         available = set(COMMON_VARS) | set.intersection(*(m.variables() for m in matches))
         for template in (sig.component, sig.diagnosis, *sig.fix):
@@ -153,9 +159,13 @@ def parse_signatures(raw: Any) -> tuple[Signature, ...]:
     if duplicates:
         raise ValueError(f"duplicate signature ids: {', '.join(duplicates)}")
     for sig in signatures:
-        unknown_ids = sig.suppressed_by - set(ids)
-        if unknown_ids:
-            raise ValueError(f"{sig.id}: suppressed_by names unknown {sorted(unknown_ids)}")
+        for key, named in (
+            ("suppressed_by", sig.suppressed_by),
+            ("observer_suppressed_by", sig.observer_suppressed_by),
+        ):
+            unknown_ids = named - set(ids)
+            if unknown_ids:
+                raise ValueError(f"{sig.id}: {key} names unknown {sorted(unknown_ids)}")
     return tuple(signatures)
 
 

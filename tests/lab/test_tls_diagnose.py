@@ -1,6 +1,7 @@
 """`diagnose` names each TLS fault with its host, on a lab of its own with k8s_security tls
 (etcd only): a key its daemon cannot read, an expired client certificate, a certificate of
-another CA, a member certificate without the address its peers dial, a client without a
+another CA, a member that trusts another CA, a member certificate without the address its
+peers dial, a client without a
 certificate, and a plaintext client. The faults are made on real hosts against real etcd 3.4;
 the certificates for them are made here with `cryptography`. Every test heals what it broke."""
 
@@ -106,6 +107,20 @@ def put_files(lab: lab_api.LabState, host: str, files: dict[str, str]) -> None:
         run_on(lab, host, f"umask 077; cat > {path}", input=text)
 
 
+def restart_with(
+    lab: lab_api.LabState, host: str, path: str, pem: str, owner: str, seen_on: str, text: str
+) -> None:
+    """Put certificate `pem` at `path` on `host` (owned by `owner`), restart its etcd, and wait
+    until the etcd journal of `seen_on` shows `text`."""
+    put_files(lab, host, {path: pem})
+    restart = f"chown {owner}:{owner} {path}; chmod 644 {path}; systemctl restart --no-block etcd"
+    run_on(lab, host, restart)
+    wait_for(
+        f"{seen_on}'s etcd logs {text!r}",
+        lambda: text in run_on(lab, seen_on, "journalctl -u etcd --since -2min --no-pager"),
+    )
+
+
 def client_attempt(lab: lab_api.LabState, host: str, args: str) -> None:
     """An etcdctl call from `host` to the master that etcd must refuse."""
     result = lab_api.ssh_run(
@@ -166,6 +181,29 @@ def test_a_certificate_of_another_ca(
     run_on(tls_lab, "node1", "rm -f /tmp/other.crt /tmp/other.key")
 
 
+def test_a_member_whose_own_ca_certificate_was_replaced(
+    tls_lab: lab_api.LabState, cluster: Cluster, tmp_path: Path
+) -> None:
+    # node2 now trusts another CA: its etcd refuses its peers' certificates, which are fine,
+    # and logs them as the ones at fault. diagnose must name node2.
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other = certificate("another-cluster-etcd-ca", ca_key, None, ca=True)
+    restart_with(tls_lab, "node2", f"{PKI}/etcd-ca.crt", _pem(other), "root", "node2",
+                 "signed by unknown authority")  # fmt: skip
+    code, document = cli_diagnose(tls_lab.inventory, tmp_path / "b.tar.gz")
+    assert code == 1
+    found = finding(document, "node2", "tls-ca-replaced")
+    assert f"{PKI}/etcd-ca.crt" in found["diagnosis"]
+    blamed = [
+        f["host"]
+        for f in document["findings"]
+        if f["id"] == "tls-certificate-foreign-ca" and "seen on node2" in f["evidence"]
+    ]
+    assert blamed == [], document["findings"]
+    up(tls_lab.inventory, "--limit", "node2")
+    healthy(cluster)
+
+
 def test_a_member_certificate_without_the_address_peers_dial(
     tls_lab: lab_api.LabState, cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -174,19 +212,9 @@ def test_a_member_certificate_without_the_address_peers_dial(
     assert isinstance(key, rsa.RSAPrivateKey)
     # Signed by the cluster's etcd CA, with the member's key, for loopback only.
     cert = certificate("node2", key, etcd_ca(tls_lab), ips=("127.0.0.1",))
-    put_files(tls_lab, "node2", {f"{PKI}/etcd-member.crt": _pem(cert)})
-    run_on(
-        tls_lab,
-        "node2",
-        f"chown etcd:etcd {PKI}/etcd-member.crt; systemctl restart --no-block etcd",
-    )
-    wait_for(
-        "a peer logs that node2's certificate lacks its address",
-        lambda: (
-            "not 192.168.10.3"
-            in run_on(tls_lab, "master", "journalctl -u etcd --since -2min --no-pager")
-        ),
-    )
+    # A peer logs that node2's certificate lacks the address it comes from.
+    restart_with(tls_lab, "node2", f"{PKI}/etcd-member.crt", _pem(cert), "etcd", "master",
+                 "not 192.168.10.3")  # fmt: skip
     code, document = cli_diagnose(tls_lab.inventory, tmp_path / "b.tar.gz")
     assert code == 1
     found = finding(document, "node2", "tls-san-missing")

@@ -13,12 +13,15 @@ import pytest
 
 from k8s_provision import diagnose, inventory
 from k8s_provision.diagnose import signatures as sigfile
+from k8s_provision.diagnose.events import Event
+from k8s_provision.diagnose.match import match_signatures
 from k8s_provision.errors import ProvisionError
 from k8s_provision.model import Cluster
 from k8s_provision.probes import Output
 from tests.unit.diagnose_faults import (
     IPTABLES_SERVICES,
     NETWORK_JSON,
+    NOW,
     REFERENCE,
     TOKEN,
     Fault,
@@ -604,8 +607,34 @@ def test_fault_is_named_with_host_component_and_fix(cluster: Cluster, case: Case
         assert any(case.fix in line for line in result.findings[0].fix), result.findings[0].fix
 
 
+def test_a_member_with_a_replaced_ca_is_named_not_the_peers_it_refuses(cluster: Cluster) -> None:
+    # node2's own etcd-ca.crt is another CA: its etcd refuses every peer's (good) certificate
+    # and logs them as the culprits; verify's certs check names the file on node2.
+    detail = "/etc/etcd/pki/etcd-ca.crt: not signed by the cluster's etcd CA in /state/pki"
+    refused = (
+        'etcd[587]: rejected connection from "192.168.10.1:52680" (error "tls: failed to verify'
+        ' client certificate: x509: certificate signed by unknown authority", ServerName "")'
+    )
+    events = [
+        Event("node2", "check", "certs", detail, {"check": "certs", "detail": detail}, detail),
+        Event("node2", "journal", "etcd", refused, {"unit": "etcd", "line": refused}, "", NOW),
+    ]
+    found = match_signatures(
+        cluster, sigfile.load_signatures(), events, inventory="inv.ini", host_times={"node2": NOW}
+    )
+    assert [(f.host, f.component, f.id) for f in found] == [("node2", "pki", "tls-ca-replaced")]
+    assert "/etc/etcd/pki/etcd-ca.crt" in found[0].diagnosis
+    # Without node2's own fault the refusal still names the peer.
+    alone = match_signatures(
+        cluster, sigfile.load_signatures(), events[1:], inventory="inv.ini",
+        host_times={"node2": NOW},
+    )  # fmt: skip
+    assert [(f.host, f.id) for f in alone] == [("master", "tls-certificate-foreign-ca")]
+
+
 def test_every_signature_has_a_case(cluster: Cluster) -> None:
     covered = {id_ for case in CASES for _, _, id_ in case.expect}
+    covered.add("tls-ca-replaced")  # its own test above: a verify check with a journal line
     assert {s.id for s in sigfile.load_signatures()} == covered
 
 
@@ -700,6 +729,7 @@ GOOD: dict[str, Any] = {
         ),
         ({"match": [{"source": "check", "window": 60}]}, "for journal matches only"),
         ({"suppressed_by": ["y"]}, "suppressed_by names unknown"),
+        ({"observer_suppressed_by": ["y"]}, "observer_suppressed_by names unknown"),
         ({"match": []}, "non-empty list"),
         ({"match": [{"source": "ssh", "regx": "a"}]}, "unknown keys in match: regx"),
     ],
