@@ -19,6 +19,28 @@ import paramiko
 from paramiko import common
 
 
+class _Transport(paramiko.Transport):
+    """paramiko's server transport, telling command threads when a channel request's reply is
+    sent. sshd answers an exec request before its command can end and close the channel;
+    paramiko's server lets a fast command's close overtake the reply, and the client then fails
+    with "Channel closed." (seen under load)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self._replies_lock = threading.Lock()
+        self._replies: dict[int, threading.Event] = {}
+
+    def replied(self, remote_chanid: int) -> threading.Event:
+        with self._replies_lock:
+            return self._replies.setdefault(remote_chanid, threading.Event())
+
+    def _send_user_message(self, data: Any) -> None:
+        super()._send_user_message(data)
+        raw = data.asbytes()
+        if raw[:1] in (common.cMSG_CHANNEL_SUCCESS, common.cMSG_CHANNEL_FAILURE):
+            self.replied(int.from_bytes(raw[1:5], "big")).set()
+
+
 class _Handler(paramiko.ServerInterface):
     def __init__(self, server: SshServer) -> None:
         self.server = server
@@ -82,6 +104,9 @@ def _execute(channel: paramiko.Channel, command: bytes) -> None:
         channel.sendall(data)
     threads[1].join()
     channel.send_exit_status(process.wait())
+    transport = channel.get_transport()
+    if isinstance(transport, _Transport):
+        transport.replied(channel.remote_chanid).wait(10)
     channel.close()
 
 
@@ -132,7 +157,7 @@ class SshServer:
             threading.Thread(target=self._session, args=(client,), daemon=True).start()
 
     def _session(self, client: socket.socket) -> None:
-        transport = paramiko.Transport(client)
+        transport = _Transport(client)
         self._transports.append(transport)
         transport.add_server_key(self.host_key)
         handler = _Handler(self)
