@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ BIN = Path(sys.executable).parent
 DOC = REPO / "docs" / "performance.md"
 CHART = REPO / "docs" / "performance.png"
 COLUMNS = ("lab up", "first converge", "converged up", "plan", "verify", "diagnose", "ping")
+PAIRED = 3  # verify and diagnose are also timed on this many hosts of each lab
 
 
 def timed(argv: Sequence[str], *, ok: tuple[int, ...] = (0,)) -> float:
@@ -48,6 +50,30 @@ def median(argv: Sequence[str], runs: int, *, ok: tuple[int, ...] = (0,)) -> flo
     return statistics.median(timed(argv, ok=ok) for _ in range(runs))
 
 
+def paired(
+    argv: Sequence[str], small: Sequence[str], runs: int, *, ok: tuple[int, ...] = (0,)
+) -> tuple[float, float]:
+    """The median of `argv` and its ratio to the median of `small`, run alternately."""
+    full, few = [], []
+    for _ in range(runs):
+        few.append(timed(small, ok=ok))
+        full.append(timed(argv, ok=ok))
+    return statistics.median(full), statistics.median(full) / statistics.median(few)
+
+
+def subset(inventory: Path, keep: int, path: Path) -> Path:
+    """The lab inventory without the hosts after its first `keep` (master, node1, ...): the
+    etcd members are the first three, so the subset is a whole cluster's view of them."""
+    dropped = re.compile(r"^node(\d+)\b")
+    lines = [
+        line
+        for line in inventory.read_text().splitlines(keepends=True)
+        if not ((m := dropped.match(line)) and int(m[1]) >= keep)
+    ]
+    path.write_text("".join(lines))
+    return path
+
+
 def measure(size: int, runs: int, out: Path) -> dict[str, float]:
     config = lab.make_config(BENCH_LAB)
     lab.down(config=config)
@@ -61,29 +87,58 @@ def measure(size: int, runs: int, out: Path) -> dict[str, float]:
     k8sp = str(BIN / "k8s-provision")
     row["converged up"] = median([k8sp, "up", inv], runs)
     row["plan"] = median([k8sp, "plan", inv], runs)
-    row["verify"] = median([k8sp, "verify", inv], runs)
-    # diagnose exits 1 when it finds something (the lab's debian hosts lack the kube units).
-    row["diagnose"] = median(
-        [k8sp, "diagnose", inv, "-o", str(out / f"{size}.tar.gz")], runs, ok=(0, 1)
-    )
+    # verify and diagnose alternate with the same command on the lab's first 3 hosts: the
+    # growth is read on one lab under one background load (its kubelets settle for minutes
+    # after the first converge, and a bigger lab has more of them).
+    small = subset(config.inventory, PAIRED, out / f"{size}-first{PAIRED}.ini")
+    # diagnose exits 1 when it finds something: measured either way, what it reads is the same.
+    bundle = ["-o", str(out / f"{size}.tar.gz")]
+    for verb, extra, ok in (("verify", [], (0,)), ("diagnose", bundle, (0, 1))):
+        row[verb], row[f"{verb} growth"] = paired(
+            [k8sp, verb, inv, *extra], [k8sp, verb, str(small), *extra], runs, ok=ok
+        )
     row["ping"] = median([str(BIN / "ansible"), "all", "-i", inv, "-m", "ping"], runs)
-    print(f"{size} hosts: " + ", ".join(f"{k} {v:.1f} s" for k, v in row.items()), flush=True)
+    shown = (f"{k} {v:.2f}x" if k.endswith("growth") else f"{k} {v:.1f} s" for k, v in row.items())
+    print(f"{size} hosts: " + ", ".join(shown), flush=True)
     row["load"] = os.getloadavg()[0]
     print(f"{size} hosts: load {row['load']:.1f}", flush=True)
     return row
 
 
 def table(rows: dict[int, dict[str, float]]) -> str:
-    head = "| hosts | " + " | ".join(COLUMNS) + " | converged up / ping | plan / ping | load |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
+    ratios = ("converged up / ping", "plan / ping", "verify / 3 of them", "diagnose / 3 of them")
+    lines = [
+        "| hosts | " + " | ".join((*COLUMNS, *ratios)) + " | load |",
+        "|" + "---|" * (len(COLUMNS) + len(ratios) + 2),
+    ]
     for size, row in sorted(rows.items()):
-        cells = " | ".join(f"{row[c]:.1f}" for c in COLUMNS)
-        ratios = (
-            f"{row['converged up'] / row['ping']:.2f} | {row['plan'] / row['ping']:.2f}"
-            f" | {row['load']:.1f}"
-        )
-        lines.append(f"| {size} | {cells} | {ratios} |")
+        cells = [f"{row[c]:.1f}" for c in COLUMNS] + [
+            f"{row['converged up'] / row['ping']:.2f}",
+            f"{row['plan'] / row['ping']:.2f}",
+            f"{row['verify growth']:.2f}",
+            f"{row['diagnose growth']:.2f}",
+            f"{row['load']:.1f}",
+        ]
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def growth(rows: dict[int, dict[str, float]], large: int = 12) -> str:
+    """How verify and diagnose grow from 3 to `large` hosts (the goals: 1.3x and 1.5x), on
+    the same lab and across the labs; empty when `large` was not measured."""
+    if large not in rows:
+        return ""
+    same = ", ".join(
+        f"{verb} {rows[large][f'{verb} growth']:.2f}x" for verb in ("verify", "diagnose")
+    )
+    text = f"From {PAIRED} to {large} hosts of one lab: {same}."
+    if PAIRED in rows:
+        across = ", ".join(
+            f"{verb} {rows[large][verb] / rows[PAIRED][verb]:.2f}x"
+            for verb in ("verify", "diagnose")
+        )
+        text += f" Between the {PAIRED}-host and the {large}-host lab: {across}."
+    return text + "\n\n"
 
 
 def chart(rows: dict[int, dict[str, float]]) -> None:
@@ -111,8 +166,12 @@ def write(rows: dict[int, dict[str, float]]) -> None:
         "Written by `bench/scale_bench.py` on this project's 2-core test machine, shared with"
         " other work (`load`: the 1-minute load average after the size's runs). Seconds, median"
         " of the runs; `ping` is `ansible all -m ping`, the floor any SSH tool pays. Converged"
-        " `up` is the fast path plus verify (one SSH round per host for both).\n\n"
-        f"{table(rows)}\n\n![commands by cluster size]({CHART.name})\n",
+        " `up` is the fast path plus verify (one SSH round per host for both). `verify / 3 of"
+        " them` and `diagnose / 3 of them`: the command's time over its time on the lab's first"
+        " 3 hosts, the two run alternately on the same lab.\n\n"
+        "Labs run the default `k8s_security: tls` with the lab's Kubernetes 1.20 binaries, so"
+        " every node runs a kubelet and kube-proxy and the master an API server.\n\n"
+        f"{table(rows)}\n\n{growth(rows)}![commands by cluster size]({CHART.name})\n",
         encoding="utf-8",
     )
 
