@@ -166,10 +166,15 @@ class SshServer:
         except (paramiko.SSHException, EOFError, OSError):
             return  # the client refused our key or went away: that is the test's point
         self.connections += 1
+        # paramiko's transport holds its channels weakly, and a collected channel closes: each
+        # stays referenced here until the connection ends, or a command that arrives later
+        # than one accept poll finds its channel closed ("Channel closed." under load).
+        channels: list[paramiko.Channel] = []
         while transport.is_active():
             channel: Any = transport.accept(0.5)
             if channel is None:
                 continue
+            channels.append(channel)
             destination = handler.destinations.pop(channel.get_id(), None)
             if destination is not None:
                 threading.Thread(target=_pump, args=(channel, destination), daemon=True).start()
