@@ -14,6 +14,7 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from k8s_provision import facts
 from k8s_provision.model import Cluster, Host
 from k8s_provision.render import planned_files
 from k8s_provision.report import Check
@@ -63,12 +64,13 @@ def unit_paths(files: Iterable[tuple[str, str]], units: Iterable[str]) -> dict[s
 
 
 def host_unit_paths(cluster: Cluster, host: Host) -> dict[str, list[str]]:
-    """As the roles compute it from `k8s.files + k8s.facts.pki_files`."""
+    """As the roles compute it from `k8s.files + k8s.facts.pki_files`, for the units `host`
+    runs (a node also has the shared /etc/kubernetes/config the master's units read)."""
     from k8s_provision.pki.plan import host_files  # pki imports render, which imports this
 
     pairs = [(f.dest, f.component) for f in planned_files(cluster, host)]
     pairs += [(f.dest, f.component) for f in host_files(cluster, host)]
-    return unit_paths(pairs, UNIT_COMPONENTS)
+    return unit_paths(pairs, facts.host_units(host))
 
 
 def state_script(paths_by_unit: Mapping[str, Sequence[str]], *, active: bool = True) -> str:
