@@ -25,6 +25,16 @@ from tests.lab.test_diagnose import apply_fix, cli_diagnose, finding
 pytestmark = pytest.mark.lab
 
 KUBECTL = "kubectl --kubeconfig /etc/kubernetes/pki/admin.kubeconfig"
+# The machine-wide kernel settings the kubelet sets (setupKernelTunables), with its values.
+KUBELET_KERNEL = {
+    "vm/overcommit_memory": "1",
+    "vm/panic_on_oom": "0",
+    "kernel/panic": "10",
+    "kernel/panic_on_oops": "1",
+    "kernel/keys/root_maxkeys": "1000000",
+    "kernel/keys/root_maxbytes": "25000000",
+}
+MACHINE_KERNEL = {key: Path("/proc/sys", key).read_text().strip() for key in KUBELET_KERNEL}
 K8S_CHECKS = ("unit:kube", "unit:kubelet", "apiserver:", "kubectl:")
 
 
@@ -87,6 +97,18 @@ def test_control_plane_and_nodes_are_real(healthy: lab_api.LabState, cluster: Cl
         assert checks[(node, "unit:kubelet")] == "pass"
     version = on(healthy, "master", f"{KUBECTL} version -o json")
     assert json.loads(version)["serverVersion"]["gitVersion"] == "v1.20.2"
+
+
+def test_the_kubelet_sees_its_kernel_settings_and_the_machine_keeps_its_own(
+    healthy: lab_api.LabState, cluster: Cluster
+) -> None:
+    # Read when this module was imported, before its lab started.
+    for node in cluster.nodes:
+        seen = on(healthy, node, "cat " + " ".join(f"/proc/sys/{k}" for k in KUBELET_KERNEL))
+        assert dict(zip(KUBELET_KERNEL, seen.split(), strict=True)) == KUBELET_KERNEL
+    assert {key: Path("/proc/sys", key).read_text().strip() for key in KUBELET_KERNEL} == (
+        MACHINE_KERNEL
+    )
 
 
 def test_a_pod_of_the_local_image_runs_on_each_node(
