@@ -76,12 +76,11 @@ def changes_from_events(events: list[dict[str, Any]]) -> list[Change]:
                     changes.append(Change(event["host"], "file", found[0], found[1]))
         elif kind == "ok" and event.get("changed"):
             action = _short(str(event.get("action", "")))
-            if action in FILE_ACTIONS and (event["host"], event["task"]) in diffed:
-                continue
             if action in FILE_ACTIONS:
                 # A task that shows no diff (the PKI's: keys stay out of every output) still
                 # changes its files: plan names the task.
-                changes.append(Change(event["host"], "task", event["task"], "would change"))
+                if (event["host"], event["task"]) not in diffed:
+                    changes.append(Change(event["host"], "task", event["task"], "would change"))
                 continue
             state = str(event.get("state") or "")
             names = event.get("names") or []
