@@ -9,7 +9,7 @@ from typing import Any
 from k8s_provision import facts
 from k8s_provision.model import Host
 from k8s_provision.probes import PROBE_TIMEOUT, Output
-from k8s_provision.probes.http import curl_error, split_http
+from k8s_provision.probes.http import KUBECTL_GET, KUBECTL_KINDS, curl_error, split_http
 from k8s_provision.report import Check
 from k8s_provision.verify.context import Context
 
@@ -62,31 +62,48 @@ def healthz_check(ctx: Context, master: Host) -> Check:
     return Check(master.name, name, "fail", f"{url} answered HTTP {code}: {text}")
 
 
-def kubectl_json(
-    ctx: Context, master: Host, name: str, probe: str, what: str
-) -> Check | dict[str, Any]:
-    down = _api_down(ctx, master, name, ctx.output(master.name, "healthz"), for_kubectl=True)
-    if down is not None:
-        return down
-    output = ctx.output(master.name, probe)
+def kubectl_lists(
+    ctx: Context, master: Host, checks: Mapping[str, str]
+) -> dict[str, Check | dict[str, Any]]:
+    """{resource: {"items": its items} or its failed Check} from verify's one `kubectl get
+    componentstatuses,nodes`; `checks` names each resource's check. When kubectl failed, every
+    check fails with kubectl's own error (any list it printed may be missing one resource)."""
+    healthz = ctx.output(master.name, "healthz")
+    output = ctx.output(master.name, KUBECTL_GET)
+    problem, items = _kubectl_items(output)
+    found: dict[str, Check | dict[str, Any]] = {}
+    for resource, name in checks.items():
+        down = _api_down(ctx, master, name, healthz, for_kubectl=True)
+        if down is not None:
+            found[resource] = down
+        elif problem is not None:
+            found[resource] = Check(master.name, name, "fail", problem)
+        else:
+            kind = KUBECTL_KINDS[resource]
+            found[resource] = {"items": [i for i in items if i.get("kind") == kind]}
+    return found
+
+
+def _kubectl_items(output: Output | None) -> tuple[str | None, list[dict[str, Any]]]:
+    """(why kubectl's output cannot be judged, or None; the items of the List it printed)."""
+    what = f"kubectl get {','.join(KUBECTL_KINDS)}"
     if output is None:
-        return Check(master.name, name, "fail", "no output")
+        return "no output", []
     if output.exit_code == 127:
-        return Check(master.name, name, "fail", "kubectl is not installed on this host")
+        return "kubectl is not installed on this host", []
     if output.exit_code == 124:
-        return Check(
-            master.name, name, "fail", f"kubectl get {what} timed out after {PROBE_TIMEOUT} s"
-        )
+        return f"{what} timed out after {PROBE_TIMEOUT} s", []
     if output.exit_code != 0:
         lines = [line for line in output.stderr.splitlines() if line.strip()] or [output.text]
-        return Check(master.name, name, "fail", f"kubectl get {what} failed: {lines[-1]}")
+        return f"{what} failed: {lines[-1]}", []
     try:
         data = json.loads(output.stdout)
     except ValueError:
-        return Check(master.name, name, "fail", f"kubectl get {what} printed no JSON")
-    if not isinstance(data, dict):
-        return Check(master.name, name, "fail", f"kubectl get {what} printed no object")
-    return data
+        return f"{what} printed no JSON", []
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return f"{what} printed no List", []
+    return None, [i for i in items if isinstance(i, dict)]
 
 
 def componentstatus_check(host: str, data: Mapping[str, Any], etcd_members: int) -> Check:

@@ -11,7 +11,12 @@ from k8s_provision.model import Cluster
 from k8s_provision.pki import check as certs
 from k8s_provision.probes import HostFacts, network, systemd
 from k8s_provision.report import Check, Report
-from k8s_provision.verify.api import componentstatus_check, healthz_check, kubectl_json, nodes_check
+from k8s_provision.verify.api import (
+    componentstatus_check,
+    healthz_check,
+    kubectl_lists,
+    nodes_check,
+)
 from k8s_provision.verify.context import Context, not_installed
 from k8s_provision.verify.etcd import etcd_health_check, etcd_members_check
 from k8s_provision.verify.flannel import (
@@ -86,13 +91,15 @@ def evaluate(cluster: Cluster, collected: Mapping[str, HostFacts]) -> Report:
                 checks.append(not_installed(host, "docker0:subnet", "docker"))
         if host.is_master:
             checks.append(healthz_check(ctx, host))
-            cs = kubectl_json(ctx, host, "kubectl:cs", "kubectl-cs", "componentstatuses")
+            lists = kubectl_lists(
+                ctx, host, {"componentstatuses": "kubectl:cs", "nodes": "kubectl:nodes"}
+            )
+            cs, nodes = lists["componentstatuses"], lists["nodes"]
             checks.append(
                 cs
                 if isinstance(cs, Check)
                 else componentstatus_check(host.name, cs, len(cluster.etcd))
             )
-            nodes = kubectl_json(ctx, host, "kubectl:nodes", "kubectl-nodes", "nodes")
             expected = [cluster.host(n).kube_node_name for n in cluster.nodes]
             checks.append(
                 nodes if isinstance(nodes, Check) else nodes_check(host.name, nodes, expected)

@@ -38,7 +38,6 @@ def probes_for(cluster: Cluster, host: Host) -> list[Probe[Any]]:
         api = facts.api_client(cluster)
         probes += [
             http.healthz(api),
-            http.kubectl_json("kubectl-cs", api, "componentstatuses"),
-            http.kubectl_json("kubectl-nodes", api, "nodes"),
+            http.kubectl_get(api),
         ]
     return probes

@@ -401,6 +401,22 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write("fake-apiserver: " + format % args + "\n")
 
 
+def kubectl_get_json(
+    resources: list[str], scenario: dict[str, Any], server_address: str
+) -> dict[str, Any]:
+    """What kubectl prints for `kubectl get RESOURCE,RESOURCE -o json` against this server: it
+    GETs each list and prints one `List` whose items carry their kind and apiVersion (the
+    server's list items carry neither), as kubectl 1.20 does against a real API server."""
+    items = []
+    for resource in resources:
+        code, body = respond(f"/api/v1/{resource}", scenario, server_address)
+        assert code == 200, body
+        kind = body["kind"].removesuffix("List")
+        items += [{"apiVersion": "v1", "kind": kind, **item} for item in body["items"]]
+    meta = {"resourceVersion": "", "selfLink": ""}
+    return {"apiVersion": "v1", "items": items, "kind": "List", "metadata": meta}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="FAKE Kubernetes 1.5 API server (test double)")
     parser.add_argument("--address", default="0.0.0.0")  # noqa: S104 -- like the classic layout

@@ -114,10 +114,9 @@ def http(body: str, code: int = 200) -> Output:
     return Output(0, f"{body}\n{code}")
 
 
-def api_json(path: str) -> str:
-    code, body = fake_apiserver.respond(path, SCENARIO, "192.168.10.1:8080")
-    assert code == 200
-    return json.dumps(body)
+def kubectl_get_json(scenario: dict[str, Any] = SCENARIO) -> str:
+    resources = ["componentstatuses", "nodes"]
+    return json.dumps(fake_apiserver.kubectl_get_json(resources, scenario, "192.168.10.1:8080"))
 
 
 def healthy(cluster: Cluster) -> dict[str, Collected]:
@@ -162,8 +161,7 @@ def healthy(cluster: Cluster) -> dict[str, Collected]:
             "flannel-subnets": http(subnets),
             "docker0": Output(0, f"5: docker0 inet {LEASES[host.ip][:-1]}1/24 scope global"),
             "healthz": http("ok"),
-            "kubectl-cs": Output(0, api_json("/api/v1/componentstatuses")),
-            "kubectl-nodes": Output(0, api_json("/api/v1/nodes")),
+            "kubectl-get": Output(0, kubectl_get_json()),
             "os-release": Output(0, CENTOS),
             "getenforce": Output(0, "Permissive\n"),
             "firewalld-state": Output(252, "not running\n"),
@@ -307,22 +305,20 @@ def key_elsewhere(cl: Cluster, c: dict[str, Collected]) -> dict[str, Collected]:
     return put(c, "master", flannel_config_search=found)
 
 
-def api_state(path: str, scenario: dict[str, Any]) -> Output:
-    code, body = fake_apiserver.respond(path, scenario, "192.168.10.1:8080")
-    assert code == 200
-    return Output(0, json.dumps(body))
+def kubectl_get(scenario: dict[str, Any]) -> Output:
+    return Output(0, kubectl_get_json(scenario))
 
 
 def node_not_ready(_: Cluster, c: dict[str, Collected]) -> dict[str, Collected]:
     scenario = json.loads(json.dumps(SCENARIO))
     scenario["nodes"][1]["ready"] = "Unknown"
-    return put(c, "master", kubectl_nodes=api_state("/api/v1/nodes", scenario))
+    return put(c, "master", kubectl_get=kubectl_get(scenario))
 
 
 def component_unhealthy(_: Cluster, c: dict[str, Collected]) -> dict[str, Collected]:
     scenario = json.loads(json.dumps(SCENARIO))
     scenario["components"][0].update(healthy=False, message="connection refused")
-    return put(c, "master", kubectl_cs=api_state("/api/v1/componentstatuses", scenario))
+    return put(c, "master", kubectl_get=kubectl_get(scenario))
 
 
 def combine(*faults: Fault) -> Fault:

@@ -104,6 +104,11 @@ def leases_body(leases: dict[str, str]) -> str:
     )
 
 
+def kubectl_get_json(scenario: dict[str, Any]) -> str:
+    resources = ["componentstatuses", "nodes"]
+    return json.dumps(fake_apiserver.kubectl_get_json(resources, scenario, "192.168.10.1:6443"))
+
+
 def api_json(path: str, scenario: dict[str, Any]) -> str:
     code, body = fake_apiserver.respond(path, scenario, "192.168.10.1:6443")
     assert code == 200
@@ -153,8 +158,7 @@ def healthy_facts(cluster: Cluster, scenario: dict[str, Any] = ALL_READY) -> dic
                 "1/24 scope global docker0",
             ),
             "healthz": http("ok"),
-            "kubectl-cs": Output(0, api_json("/api/v1/componentstatuses", scenario)),
-            "kubectl-nodes": Output(0, api_json("/api/v1/nodes", scenario)),
+            "kubectl-get": Output(0, kubectl_get_json(scenario)),
             "config-state": Output(
                 0,
                 "".join(
@@ -206,11 +210,11 @@ def test_probes_use_each_hosts_own_endpoint(cluster: Cluster) -> None:
     node1 = {p.name: p.command for p in verify.probes_for(cluster, cluster.host("node1"))}
     assert "--endpoints=http://192.168.10.2:2379" in node1["etcd-health"]
     assert "http://192.168.10.2:2379/v2/keys/atomic.io/network/config" in node1["flannel-config"]
-    assert "kubectl-nodes" not in node1
+    assert "kubectl-get" not in node1
     master = {p.name: p.command for p in verify.probes_for(cluster, cluster.host("master"))}
     # 1.5 discovery has no short names: `get cs` would fail against a 1.5 apiserver.
-    assert "get componentstatuses -o json" in master["kubectl-cs"]
-    assert "-s http://192.168.10.1:8080" in master["kubectl-nodes"]
+    assert "get componentstatuses,nodes -o json" in master["kubectl-get"]
+    assert "-s http://192.168.10.1:8080" in master["kubectl-get"]
     assert "docker0" not in master
 
 
@@ -420,6 +424,53 @@ def test_api_down_fails_when_apiserver_is_installed(cluster: Cluster) -> None:
     assert healthz.status == "fail"
     assert "journalctl -u kube-apiserver" in healthz.detail
     assert row(report, "master", "kubectl:nodes").status == "fail"
+
+
+FORBIDDEN = (
+    "Warning: v1 ComponentStatus is deprecated in v1.19+\n"
+    'Error from server (Forbidden): nodes is forbidden: User "admin" cannot list resource'
+    ' "nodes"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("output", "expect"),
+    [
+        (Output(127, "", "sh: kubectl: not found\n"), "kubectl is not installed on this host"),
+        (Output(124, ""), "kubectl get componentstatuses,nodes timed out after"),
+        # kubectl prints what it could list and exits 1: any list may be missing a resource.
+        (Output(1, '{"kind": "List", "items": []}', FORBIDDEN), "nodes is forbidden"),
+        (Output(0, "<html>proxy error</html>"), "printed no JSON"),
+        (Output(0, '{"kind": "Status"}'), "printed no List"),
+    ],
+)
+def test_one_kubectl_failure_fails_both_api_checks_with_its_reason(
+    cluster: Cluster, output: Output, expect: str
+) -> None:
+    report = verify.evaluate(
+        cluster, with_output(healthy_facts(cluster), "master", kubectl_get=output)
+    )
+    for name in ("kubectl:cs", "kubectl:nodes"):
+        check = row(report, "master", name)
+        assert check.status == "fail"
+        assert expect in check.detail
+    assert row(report, "master", "apiserver:healthz").status == "pass"
+
+
+def test_each_api_check_reads_only_its_own_kind_from_the_one_list(cluster: Cluster) -> None:
+    """The cs check sees no nodes and the nodes check no components: a List holding only the
+    components reports every node unregistered, and the components stay healthy."""
+    listed = json.loads(kubectl_get_json(ALL_READY))
+    listed["items"] = [i for i in listed["items"] if i["kind"] == "ComponentStatus"]
+    report = verify.evaluate(
+        cluster,
+        with_output(healthy_facts(cluster), "master", kubectl_get=Output(0, json.dumps(listed))),
+    )
+    assert row(report, "master", "kubectl:cs").status == "pass"
+    nodes = row(report, "master", "kubectl:nodes")
+    assert nodes.status == "fail"
+    assert "node1 is not registered" in nodes.detail
+    assert "node2 is not registered" in nodes.detail
 
 
 def test_stopped_etcd_member_fails_naming_host_and_etcd(cluster: Cluster) -> None:
