@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -57,11 +58,18 @@ def _pattern_matches(pattern: str, name: str) -> bool:
             return hmac.compare_digest(mac, base64.b64decode(digest))
         except (binascii.Error, ValueError):
             return False
-    # OpenSSH's patterns know only * and ?; fnmatch would read `[host]:port` as a class.
-    regex = "".join(
-        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower()
+    if "*" not in pattern and "?" not in pattern:
+        return pattern.lower() == name.lower()
+    return _wildcard(pattern.lower()).fullmatch(name.lower()) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _wildcard(pattern: str) -> re.Pattern[str]:
+    """OpenSSH's patterns know only * and ?; fnmatch would read `[host]:port` as a class.
+    Compiled once: every connection checks every entry of the file against its host."""
+    return re.compile(
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     )
-    return re.fullmatch(regex, name.lower()) is not None
 
 
 def parse_line(line: str, where: str) -> Entry | None:

@@ -3,6 +3,7 @@ collector (one SSH command per host for all of its probes, then the clock on tha
 
 from __future__ import annotations
 
+import random
 import shlex
 import shutil
 import subprocess
@@ -154,6 +155,22 @@ def test_batch_runs_plain_words_without_a_shell(command: str, own_sh: bool) -> N
     script = batch.batch_script([Probe("p", command, raw)])
     assert (f"sh -c {shlex.quote(command)}" in script) is own_sh
     assert f" {command} " in script or own_sh
+
+
+def test_plain_words_agree_with_a_shlex_round_trip() -> None:
+    """The one-scan word matcher decides as `shlex.join(shlex.split(c)) == c` did, on
+    commands built from words shlex.join writes and from raw shell text around them."""
+    rng = random.Random(20261201)  # noqa: S311 -- reproducible test inputs, not secrets
+    alphabet = ["a", "Z", "0", "-", "/", ".", "=", "%", " ", "'", '"', "\\", "$", ";", "*", "é"]
+    for _ in range(5000):
+        words = ["".join(rng.choices(alphabet, k=rng.randint(0, 6))) for _ in range(3)]
+        joined = shlex.join(words)
+        command = rng.choice([joined, joined + " ", rng.choice(words) + " " + joined, *words])
+        try:
+            expected = shlex.split(command) if shlex.join(shlex.split(command)) == command else None
+        except ValueError:
+            expected = None
+        assert batch._plain_words(command) == expected, command
 
 
 def test_parse_units_matches_blocks_by_position() -> None:
