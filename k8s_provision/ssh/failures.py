@@ -10,7 +10,6 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 import paramiko
-from invoke.exceptions import CommandTimedOut
 
 from k8s_provision.ssh.known_hosts import HostKeyRefused, KnownHosts
 
@@ -25,6 +24,14 @@ class GatewayError(Exception):
         super().__init__(str(error))
         self.gateway = gateway  # the gateway's _Connection (target and known hosts)
         self.error = error
+
+
+class CommandTimeout(Exception):
+    """A command that ran on the host but did not finish within its timeout."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"the command did not finish within {timeout:g} s")
+        self.timeout = timeout
 
 
 def describe_failure(
@@ -46,7 +53,7 @@ def describe_failure(
         user = target.user if target is not None else "the user"
         keys = ", ".join(target.key_files) if target and target.key_files else "agent and ~/.ssh"
         return f"SSH authentication failed for {user}@{where} (keys from {keys}): {err}"
-    if isinstance(err, CommandTimedOut):
+    if isinstance(err, CommandTimeout):
         return f"the command timed out on {where} after {err.timeout:g} s"
     if isinstance(err, socket.gaierror):
         name = target.hostname if target is not None else fallback

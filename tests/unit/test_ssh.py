@@ -18,6 +18,7 @@ import pytest
 from k8s_provision import lab
 from k8s_provision.model import ConnectionSettings, Host
 from k8s_provision.ssh import HostSession, on_hosts
+from k8s_provision.ssh import session as session_module
 from k8s_provision.ssh_args import ACCEPT_NEW_ENV, ansible_host_key_env
 from tests.unit.sshd import SshServer, ssh_server, write_key
 
@@ -88,6 +89,25 @@ def test_runs_commands_and_reports_exit_codes_and_streams(
     assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
     assert result.error is None
     assert server.connections == 1  # both commands used one connection
+
+
+def test_large_output_on_both_streams_at_once_and_stdin_fed_then_closed(
+    tmp_path: Path, server: SshServer, key: tuple[Path, paramiko.PKey]
+) -> None:
+    """Both streams are read as they come: megabytes on each, beyond the channel's window,
+    arrive whole. A sudo password reaches stdin, followed by end of file."""
+    host = _host(server, key[0], _known(tmp_path, server.known_hosts_line()))
+    session = HostSession(host)
+    both = "(yes out | head -c 3000000) & (yes err | head -c 3000000 >&2); wait; printf '\\377'"
+    try:
+        result = session.run(both, timeout=60)
+        fed = session_module._execute(session._connect(), "cat; echo done", "secret\n", 10)
+    finally:
+        session.close()
+    assert result.exit_code == 0
+    assert result.stdout == "out\n" * 750000 + "\ufffd"  # an undecodable byte is replaced
+    assert result.stderr == "err\n" * 750000
+    assert fed == (0, "secret\ndone\n", "")
 
 
 def test_unknown_host_key_is_refused_unless_new_keys_are_accepted_into_a_file(
