@@ -6,6 +6,7 @@ is also imported inside Ansible by the k8s_provision.cluster.context lookup."""
 from __future__ import annotations
 
 import configparser
+import functools
 import os
 import re
 import shlex
@@ -59,8 +60,11 @@ def _words(*args: str | None) -> list[str]:
     return words
 
 
+@functools.lru_cache(maxsize=256)
 def parse_ssh_args(*args: str | None) -> SshOptions:
-    """Parse OpenSSH command-line options (-o Key=Value, -o Key Value, -J, -i, -l, -p, -F)."""
+    """Parse OpenSSH command-line options (-o Key=Value, -o Key Value, -J, -i, -l, -p, -F).
+    Cached: every host of an inventory usually has the same args, and every SSH session and
+    inventory check parses them (shlex costs milliseconds of the GIL-bound controller)."""
     words = _words(*args)
     options: dict[str, str] = {}
     flags: dict[str, str] = {}
