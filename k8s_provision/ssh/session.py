@@ -34,6 +34,7 @@ logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 60.0
+WAKEUP_POLL = 0.05  # seconds; see _execute
 BECOME_PASSWORD_ENV = "K8SP_BECOME_PASSWORD"  # noqa: S105 -- the variable name, not a secret
 
 
@@ -336,7 +337,9 @@ def _execute(conn: _Connection, command: str, feed: str, timeout: float) -> tupl
         # The channel's fileno turns readable on output to either stream, end of file and
         # close. End of file is read before the buffers are drained: what came before it is
         # then in them. sshd sends the exit status right after it (a close without one, as
-        # when the command died of a signal, leaves paramiko's -1).
+        # when the command died of a signal, leaves paramiko's -1). paramiko sets and clears
+        # that fileno for the two streams from two threads without a common lock, so a wakeup
+        # can be lost while both streams flow: the wait is capped at WAKEUP_POLL.
         while True:
             ended = channel.eof_received or channel.closed
             while channel.recv_ready():
@@ -348,7 +351,7 @@ def _execute(conn: _Connection, command: str, feed: str, timeout: float) -> tupl
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise CommandTimeout(timeout)
-            select.select([channel], [], [], remaining)
+            select.select([channel], [], [], min(remaining, WAKEUP_POLL))
         if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
             raise CommandTimeout(timeout)
         return (
