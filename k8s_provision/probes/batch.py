@@ -44,9 +44,11 @@ _WORD = re.compile(r"""[\w@%+=:,./-]+|'[^']*(?:'"'"'[^']*)*'""", re.ASCII)
 def _plain_words(command: str) -> list[str] | None:
     """The words of `command` when it is nothing but words as shlex.join writes them, one
     space apart (so sh would only split it into words), else None."""
+    if not command:
+        return []
     words: list[str] = []
     position = 0
-    while command:
+    while True:
         match = _WORD.match(command, position)
         if match is None:
             return None
@@ -62,7 +64,6 @@ def _plain_words(command: str) -> list[str] | None:
         if command[position] != " ":
             return None
         position += 1
-    return words
 
 
 def _runner(command: str) -> str:
