@@ -22,7 +22,7 @@ from k8s_provision.diagnose.redact import redact
 from k8s_provision.errors import UsageError
 from k8s_provision.files import atomic_write
 from k8s_provision.model import Cluster
-from k8s_provision.probes import PROBE_TIMEOUT, Output
+from k8s_provision.probes import PROBE_TIMEOUT, TIMED_OUT, Output
 from k8s_provision.probes.systemd import JOURNAL_LINES
 
 
@@ -41,7 +41,7 @@ def _command_file(command: str, output: Output) -> str:
 def _collection_error(probe: str, output: Output) -> str | None:
     """Why a command gave nothing useful; None when its exit code is itself the answer
     (systemctl status of a stopped unit exits 3, getenforce without SELinux 127 ...)."""
-    if output.exit_code == 124:
+    if output.exit_code == TIMED_OUT:
         return f"{probe}: timed out after {PROBE_TIMEOUT} s"
     if output.exit_code in (126, 127) and probe not in (
         "getenforce",

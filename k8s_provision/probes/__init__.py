@@ -9,11 +9,12 @@ diagnose share: one SSH session per host, every probe of the host batched into o
 
 from __future__ import annotations
 
-from k8s_provision.probes.base import PROBE_TIMEOUT, HostFacts, Output, Probe, raw
+from k8s_provision.probes.base import PROBE_TIMEOUT, TIMED_OUT, HostFacts, Output, Probe, raw
 from k8s_provision.probes.collector import Clock, Collection, collect
 
 __all__ = [
     "PROBE_TIMEOUT",
+    "TIMED_OUT",
     "Clock",
     "Collection",
     "HostFacts",

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 PROBE_TIMEOUT = 20  # seconds each probe may run on the host (coreutils `timeout`)
+# The exit code of a probe killed at that deadline: coreutils `timeout` exits with it.
+TIMED_OUT = 124
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ import json
 import shlex
 from dataclasses import dataclass
 
-from k8s_provision.probes.base import PROBE_TIMEOUT, Output, Probe, raw
+from k8s_provision.probes.base import PROBE_TIMEOUT, TIMED_OUT, Output, Probe, raw
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def etcdctl_problem(output: Output) -> str:
     """The line of etcdctl's output that says what is wrong (it logs JSON warnings too)."""
     if output.exit_code == 127:
         return "etcdctl is not installed on this host"
-    if output.exit_code == 124:
+    if output.exit_code == TIMED_OUT:
         return f"etcdctl timed out after {PROBE_TIMEOUT} s"
     lines = [
         line.strip()

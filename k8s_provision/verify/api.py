@@ -8,7 +8,7 @@ from typing import Any
 
 from k8s_provision import facts
 from k8s_provision.model import Host
-from k8s_provision.probes import PROBE_TIMEOUT, Output
+from k8s_provision.probes import PROBE_TIMEOUT, TIMED_OUT, Output
 from k8s_provision.probes.http import KUBECTL_GET, KUBECTL_KINDS, curl_error, split_http
 from k8s_provision.report import Check
 from k8s_provision.verify.context import Context
@@ -91,7 +91,7 @@ def _kubectl_items(output: Output | None) -> tuple[str | None, list[dict[str, An
         return "no output", []
     if output.exit_code == 127:
         return "kubectl is not installed on this host", []
-    if output.exit_code == 124:
+    if output.exit_code == TIMED_OUT:
         return f"{what} timed out after {PROBE_TIMEOUT} s", []
     if output.exit_code != 0:
         lines = [line for line in output.stderr.splitlines() if line.strip()] or [output.text]
