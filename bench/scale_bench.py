@@ -7,13 +7,14 @@ table and a chart (matplotlib: `pip install -e '.[bench]'`) into docs/performanc
 
 Needs root; uses a lab of its own (k8spscale) and takes it down at the end. Each timed command
 runs as an operator runs it, a fresh process, so Python's and Ansible's start-up count on both
-sides of a ratio. The median of --runs is recorded; the load average is printed with it, since
-lab hosts share this machine's CPUs with everything else running."""
+sides of a ratio. The median of --runs is recorded. Timing starts once the lab has settled after
+its first converge (its kubelets, API server and etcd register and sync for minutes, and that
+transient, not the commands, decided the ratios); the lab's own CPU use when idle is recorded
+with each size, since its hosts share this machine's CPUs with the commands measured."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
@@ -30,6 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DOC = REPO / "docs" / "performance.md"
 CHART = REPO / "docs" / "performance.png"
+SETTLE_WINDOW = 10.0  # seconds of the lab's CPU use compared, window after window
+SETTLE_LIMIT = 300.0  # seconds at most spent waiting for the lab to settle
 COLUMNS = ("lab up", "first converge", "converged up", "plan", "verify", "diagnose", "ping")
 PAIRED = 3  # verify and diagnose are also timed on this many hosts of each lab
 
@@ -44,6 +47,30 @@ def timed(argv: Sequence[str], *, ok: tuple[int, ...] = (0,)) -> float:
             f"\n{result.stderr[-2000:]}"
         )
     return elapsed
+
+
+def lab_cpu(state: lab.LabState) -> int:
+    """Nanoseconds of CPU the lab's hosts have used so far (each host's cpuacct cgroup)."""
+    return sum(
+        int((Path(group) / "cpuacct.usage").read_text())
+        for host in state.hosts
+        for group in host.cgroups
+        if Path(group).relative_to(lab.CGROUP_ROOT).parts[0] == "cpuacct"
+    )
+
+
+def settle(state: lab.LabState) -> float:
+    """Wait until the lab's CPU use stops falling from one SETTLE_WINDOW to the next (or
+    SETTLE_LIMIT passed); returns that use in cores."""
+    deadline = time.monotonic() + SETTLE_LIMIT
+    previous = None
+    while True:
+        before = lab_cpu(state)
+        time.sleep(SETTLE_WINDOW)
+        cores = (lab_cpu(state) - before) / 1e9 / SETTLE_WINDOW
+        if (previous is not None and cores > 0.9 * previous) or time.monotonic() > deadline:
+            return cores
+        previous = cores
 
 
 def median(argv: Sequence[str], runs: int, *, ok: tuple[int, ...] = (0,)) -> float:
@@ -78,18 +105,18 @@ def measure(size: int, runs: int, out: Path) -> dict[str, float]:
     config = lab.make_config(BENCH_LAB)
     lab.down(config=config)
     started = time.monotonic()
-    lab.up(nodes=size - 1, config=config)
+    state = lab.up(nodes=size - 1, config=config)
     row = {"lab up": time.monotonic() - started}
     inv = str(config.inventory)
     row["first converge"] = timed(
         [str(BIN / "ansible-playbook"), "-i", inv, "k8s_provision.cluster.site"]
     )
+    row["idle lab"] = settle(state)
     k8sp = str(BIN / "k8s-provision")
     row["converged up"] = median([k8sp, "up", inv], runs)
     row["plan"] = median([k8sp, "plan", inv], runs)
     # verify and diagnose alternate with the same command on the lab's first 3 hosts: the
-    # growth is read on one lab under one background load (its kubelets settle for minutes
-    # after the first converge, and a bigger lab has more of them).
+    # growth is read on one lab under one background load (a bigger lab has more kubelets).
     small = subset(config.inventory, PAIRED, out / f"{size}-first{PAIRED}.ini")
     # diagnose exits 1 when it finds something: measured either way, what it reads is the same.
     bundle = ["-o", str(out / f"{size}.tar.gz")]
@@ -98,17 +125,19 @@ def measure(size: int, runs: int, out: Path) -> dict[str, float]:
             [k8sp, verb, inv, *extra], [k8sp, verb, str(small), *extra], runs, ok=ok
         )
     row["ping"] = median([str(BIN / "ansible"), "all", "-i", inv, "-m", "ping"], runs)
-    shown = (f"{k} {v:.2f}x" if k.endswith("growth") else f"{k} {v:.1f} s" for k, v in row.items())
+    shown = (
+        f"{k} {v:.2f}x" if k.endswith("growth") else f"{k} {v:.2f} cores" if k == "idle lab"
+        else f"{k} {v:.1f} s"
+        for k, v in row.items()
+    )  # fmt: skip
     print(f"{size} hosts: " + ", ".join(shown), flush=True)
-    row["load"] = os.getloadavg()[0]
-    print(f"{size} hosts: load {row['load']:.1f}", flush=True)
     return row
 
 
 def table(rows: dict[int, dict[str, float]]) -> str:
     ratios = ("converged up / ping", "plan / ping", "verify / 3 of them", "diagnose / 3 of them")
     lines = [
-        "| hosts | " + " | ".join((*COLUMNS, *ratios)) + " | load |",
+        "| hosts | " + " | ".join((*COLUMNS, *ratios)) + " | idle lab (cores) |",
         "|" + "---|" * (len(COLUMNS) + len(ratios) + 2),
     ]
     for size, row in sorted(rows.items()):
@@ -117,7 +146,7 @@ def table(rows: dict[int, dict[str, float]]) -> str:
             f"{row['plan'] / row['ping']:.2f}",
             f"{row['verify growth']:.2f}",
             f"{row['diagnose growth']:.2f}",
-            f"{row['load']:.1f}",
+            f"{row['idle lab']:.2f}",
         ]
         lines.append(f"| {size} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -164,7 +193,9 @@ def write(rows: dict[int, dict[str, float]]) -> None:
     DOC.write_text(
         "# Performance\n\n"
         "Written by `bench/scale_bench.py` on this project's 2-core test machine, shared with"
-        " other work (`load`: the 1-minute load average after the size's runs). Seconds, median"
+        " other work. Each size is timed once its lab has settled after the first converge;"
+        " `idle lab` is the CPU its hosts then use on their own (kubelets, API server, etcd),"
+        " out of the machine's 2 cores. Seconds, median"
         " of the runs; `ping` is `ansible all -m ping`, the floor any SSH tool pays. Converged"
         " `up` is the fast path plus verify (one SSH round per host for both). `verify / 3 of"
         " them` and `diagnose / 3 of them`: the command's time over its time on the lab's first"
