@@ -3,11 +3,11 @@ carries each probe's exit code, stdout and stderr back through one SSH command.
 
 The script costs a fixed handful of processes per host plus two forks of `sh` per probe:
 every probe runs in a subshell of one `sh`, which one `timeout` bounds for all of them (they
-start together, so one deadline is the same bound as one per probe, at a quarter of the
-processes); each writes its exit code, stdout and stderr to files of a private directory; at
-the end one `stat` lists their sizes, one `cat` concatenates them in the same order, and one
-`base64` makes the whole stream safe to carry as text. fork/exec is most of what verify and
-diagnose spend of a host's CPU, and in the lab twelve hosts share two cores."""
+start together, so one deadline is the same bound as one per probe, without a `timeout` and
+often a `sh -c` per probe); each writes its exit code, stdout and stderr to files of a private
+directory; at the end one `stat` lists their sizes, one `cat` concatenates them in the same
+order, and one `base64` makes the whole stream safe to carry as text. fork/exec is most of what
+verify and diagnose spend of a host's CPU, and in the lab twelve hosts share two cores."""
 
 from __future__ import annotations
 
