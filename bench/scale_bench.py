@@ -64,10 +64,11 @@ def settle(state: lab.LabState) -> float:
     SETTLE_LIMIT passed); returns that use in cores."""
     deadline = time.monotonic() + SETTLE_LIMIT
     previous = None
+    used = lab_cpu(state)
     while True:
-        before = lab_cpu(state)
         time.sleep(SETTLE_WINDOW)
-        cores = (lab_cpu(state) - before) / 1e9 / SETTLE_WINDOW
+        before, used = used, lab_cpu(state)
+        cores = (used - before) / 1e9 / SETTLE_WINDOW
         if (previous is not None and cores > 0.9 * previous) or time.monotonic() > deadline:
             return cores
         previous = cores
