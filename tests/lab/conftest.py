@@ -25,6 +25,7 @@ import pytest
 from k8s_provision import inventory
 from k8s_provision import lab as lab_api
 from k8s_provision.model import Cluster
+from tests.lab.helpers import cli, explain, provisioned_lab
 from tests.lab.hosts import run_site
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -33,6 +34,12 @@ REPO = Path(__file__).resolve().parent.parent.parent
 # from two worktrees on one machine never share or stop each other's labs.
 TEST_LAB_PREFIX = os.environ.get("K8SP_TEST_LAB_PREFIX", "k8sptest")
 _MAX_SESSIONS = 4
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on a lab with the Kubernetes binaries run last: on a cold machine (CI) the build
+    of the binaries runs beside the other tests, on the CPU their waits leave idle."""
+    items.sort(key=lambda item: item.get_closest_marker("kubernetes") is not None)
 
 
 def _require_lab_environment() -> None:
@@ -88,8 +95,8 @@ def lab(lab_name: str) -> Iterator[lab_api.LabState]:
     """A running lab with 2 nodes for the whole session, without the Kubernetes binaries (the
     classic layout the playbooks, verify and diagnose tests expect: k8s_security=classic,
     plaintext etcd, set explicitly since a new lab defaults to tls; test_kubernetes.py boots
-    a lab of its own with them, test_tls.py one with k8s_security=tls). Do not stop it or
-    change its size in a test; use `spare_lab_config` for that."""
+    a lab of its own with them, the TLS modules share `tls_lab`). Do not stop it or change its
+    size in a test; use `spare_lab_config` for that."""
     config = lab_api.make_config(lab_name)
     lab_api.down(config=config)  # leftovers of a killed session with this name
     try:
@@ -119,3 +126,20 @@ def converged_lab(lab: lab_api.LabState) -> lab_api.LabState:
 @pytest.fixture(scope="module")
 def cluster(converged_lab: lab_api.LabState) -> Cluster:
     return inventory.load(converged_lab.inventory)
+
+
+@pytest.fixture(scope="session")
+def provisioned_tls_lab(lab_name: str) -> Iterator[lab_api.LabState]:
+    """A second session lab, with k8s_security=tls (etcd only), provisioned by `up` once for
+    every TLS module: provisioning costs more than all but the longest tests."""
+    with provisioned_lab(lab_name + "tls", security="tls") as state:
+        yield state
+
+
+@pytest.fixture(scope="module")
+def tls_lab(provisioned_tls_lab: lab_api.LabState) -> lab_api.LabState:
+    """The TLS session lab after one more `up` per test module (quick when nothing drifted):
+    modules change it (renew, remove and add members, break and heal certificates)."""
+    result = cli("up", str(provisioned_tls_lab.inventory))
+    assert result.returncode == 0, explain(result)
+    return provisioned_tls_lab

@@ -22,7 +22,7 @@ from k8s_provision.lab.kubernetes import PAUSE_IMAGE
 from k8s_provision.model import Cluster
 from tests.lab.test_diagnose import apply_fix, cli_diagnose, finding
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.kubernetes]
 
 KUBECTL = "kubectl --kubeconfig /etc/kubernetes/pki/admin.kubeconfig"
 # The machine-wide kernel settings the kubelet sets (setupKernelTunables), with its values.
@@ -152,7 +152,19 @@ def _diagnosed(lab: lab_api.LabState, tmp_path: Path, host: str, id_: str) -> di
 
 
 def test_apiserver_stopped(healthy: lab_api.LabState, tmp_path: Path) -> None:
-    on(healthy, "master", "systemctl stop kube-apiserver")
+    # kube-apiserver drains its connections for 60 s after SIGTERM. The drain is cut short:
+    # the process is killed during the stop, which the second stop waits for, and the failed
+    # state cleared, which leaves the unit as a finished stop does (inactive, dead).
+    on(
+        healthy,
+        "master",
+        "systemctl stop --no-block kube-apiserver"
+        "; systemctl kill --signal=SIGKILL kube-apiserver"
+        "; systemctl stop kube-apiserver; systemctl reset-failed kube-apiserver",
+    )
+    assert on(healthy, "master", "systemctl is-active kube-apiserver || true").strip() == (
+        "inactive"
+    )
     found = _diagnosed(healthy, tmp_path, "master", "unit-stopped")
     assert found["component"] == "kube-apiserver"
     apply_fix(healthy, found["fix"])
@@ -202,8 +214,10 @@ def test_wrong_etcd_address_in_the_apiserver_config(
         healthy,
         "master",
         "sed -i 's|^KUBE_ETCD_SERVERS=.*|KUBE_ETCD_SERVERS=\"--etcd-servers=http://192.168.10.250:2379\"|'"
-        " /etc/kubernetes/apiserver && systemctl restart --no-block kube-apiserver",
+        " /etc/kubernetes/apiserver && systemctl kill --signal=SIGKILL kube-apiserver",
     )
+    # Killed rather than restarted (a restart drains connections for 60 s): the unit's
+    # Restart=on-failure starts it again with the edited file, as after a crash or a reboot.
     try:
         # The apiserver logs the failed dial once its etcd client gives up on the address.
         dialing = (

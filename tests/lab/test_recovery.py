@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -234,10 +235,22 @@ def test_cli_killed_while_the_flannel_key_is_written_heals_with_one_up(
     assert key_on_every_member(lab, cluster) == {"before-flannel-key"}
 
 
+@pytest.fixture(scope="module")
+def own_lab(lab_name: str) -> Iterator[lab_api.LabState]:
+    """A lab of this module's own, which the tests below power-cycle and grow (never the
+    session lab's). Each test starts with `up` on it, so neither depends on the other's end."""
+    config = lab_api.make_config(lab_name + "r")
+    lab_api.down(config=config)
+    try:
+        yield lab_api.up(nodes=2, config=config, kubernetes=False, security="classic")
+    finally:
+        lab_api.down(config=config)
+
+
 def test_a_node_powered_off_mid_run_and_back_on_heals_with_one_up(
-    spare_lab_config: lab_api.LabConfig,
+    own_lab: lab_api.LabState,
 ) -> None:
-    state = lab_api.up(nodes=2, config=spare_lab_config, kubernetes=False, security="classic")
+    state = own_lab
     first = cli("up", str(state.inventory))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     spare = inventory.load(state.inventory)
@@ -255,12 +268,12 @@ def test_a_node_powered_off_mid_run_and_back_on_heals_with_one_up(
         assert run.poll() is None, run.communicate()[0][-3000:]
         assert time.monotonic() < deadline, "the run never took the lock"
         time.sleep(0.2)
-    power_off("node2", config=spare_lab_config)
+    power_off("node2", config=state.config)
     output = run.communicate(timeout=900)[0]
     assert run.returncode == 1, output[-3000:]
     assert "node2" in output
 
-    power_on("node2", config=spare_lab_config)
+    power_on("node2", config=state.config)
     healed = cli("up", str(state.inventory))
     assert healed.returncode == 0, healed.stdout[-3000:] + healed.stderr[-2000:]
     assert verify.verify(spare).ok
@@ -268,13 +281,12 @@ def test_a_node_powered_off_mid_run_and_back_on_heals_with_one_up(
 
 
 def test_etcd_killed_on_a_member_during_add_node_heals_with_one_up(
-    spare_lab_config: lab_api.LabConfig, tmp_path: Path
+    own_lab: lab_api.LabState, tmp_path: Path
 ) -> None:
-    state = lab_api.up(nodes=2, config=spare_lab_config, kubernetes=False, security="classic")
-    first = cli("up", str(state.inventory))
+    first = cli("up", str(own_lab.inventory))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
-    put_key(state, "before-add-node")
-    state = lab_api.up(nodes=4, config=spare_lab_config, kubernetes=False, security="classic")
+    put_key(own_lab, "before-add-node")
+    state = lab_api.up(nodes=4, config=own_lab.config, kubernetes=False, security="classic")
     five = tmp_path / "five.ini"
     five.write_text(state.inventory.read_text().replace("[etcd]\n", "[etcd]\nnode3\nnode4\n"))
     run = subprocess.Popen(

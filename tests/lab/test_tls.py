@@ -1,21 +1,20 @@
-"""The TLS profile on a lab of its own (k8s_security tls, etcd only: the Kubernetes 1.5
-components cannot run here, their TLS settings are proven by the flag tests and golden files):
-real etcd 3.4 serving https with client certificates required on the client and the peer
-port, plain http and certificate-less clients refused, the flannel key written and read over
-TLS, verify without a plaintext warning, and an etcd member removed and added again over TLS.
-Tests run in file order."""
+"""The TLS profile on the TLS session lab (`tls_lab`: k8s_security tls, etcd only: the
+Kubernetes 1.5 components cannot run here, their TLS settings are proven by the flag tests
+and golden files): real etcd 3.4 serving https with client certificates required on the
+client and the peer port, plain http and certificate-less clients refused, the flannel key
+written and read over TLS, verify without a plaintext warning, and an etcd member removed and
+added again over TLS. Tests run in file order."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from k8s_provision import lab as lab_api
-from tests.lab.helpers import cli, explain, provisioned_lab
+from tests.lab.helpers import cli, explain
 
 pytestmark = pytest.mark.lab
 
@@ -29,12 +28,6 @@ FLANNEL_V2 = (
     " --key-file=/etc/kubernetes/pki/flannel-etcd-client.key"
 )
 IPS = {"master": "192.168.10.1", "node1": "192.168.10.2", "node2": "192.168.10.3"}
-
-
-@pytest.fixture(scope="module")
-def tls_lab(lab_name: str) -> Iterator[lab_api.LabState]:
-    with provisioned_lab(lab_name + "tls", security="tls") as state:
-        yield state
 
 
 def run(lab: lab_api.LabState, host: str, command: str) -> subprocess.CompletedProcess[str]:

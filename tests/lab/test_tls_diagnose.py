@@ -1,15 +1,14 @@
-"""`diagnose` names each TLS fault with its host, on a lab of its own with k8s_security tls
-(etcd only): a key its daemon cannot read, an expired client certificate, a certificate of
-another CA, a member that trusts another CA, a member certificate without the address its
-peers dial, a client without a
-certificate, and a plaintext client. The faults are made on real hosts against real etcd 3.4;
-the certificates for them are made here with `cryptography`. Every test heals what it broke."""
+"""`diagnose` names each TLS fault with its host, on the TLS session lab (`tls_lab`:
+k8s_security tls, etcd only): a key its daemon cannot read, an expired client certificate, a
+certificate of another CA, a member that trusts another CA, a member certificate without the
+address its peers dial, a client without a certificate, and a plaintext client. The faults are
+made on real hosts against real etcd 3.4; the certificates for them are made here with
+`cryptography`. Every test heals what it broke."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from k8s_provision import inventory, verify
 from k8s_provision import lab as lab_api
 from k8s_provision.model import Cluster
-from tests.lab.helpers import cli, explain, provisioned_lab
+from tests.lab.helpers import cli, explain
 from tests.lab.test_diagnose import cli_diagnose, finding, run_on, wait_for
 
 pytestmark = pytest.mark.lab
@@ -34,12 +33,6 @@ PKI = "/etc/etcd/pki"
 def up(inventory_path: Path, *args: str) -> None:
     result = cli("up", str(inventory_path), *args)
     assert result.returncode == 0, explain(result)
-
-
-@pytest.fixture(scope="module")
-def tls_lab(lab_name: str) -> Iterator[lab_api.LabState]:
-    with provisioned_lab(lab_name + "tdx", security="tls") as state:
-        yield state
 
 
 @pytest.fixture(scope="module")
