@@ -181,6 +181,7 @@ def test_a_member_whose_own_ca_certificate_was_replaced(
     # and logs them as the ones at fault. diagnose must name node2.
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     other = certificate("another-cluster-etcd-ca", ca_key, None, ca=True)
+    since = run_on(tls_lab, "node2", "date +%s").strip()
     restart_with(tls_lab, "node2", f"{PKI}/etcd-ca.crt", _pem(other), "root", "node2",
                  "signed by unknown authority")  # fmt: skip
     code, document = cli_diagnose(tls_lab.inventory, tmp_path / "b.tar.gz")
@@ -194,6 +195,10 @@ def test_a_member_whose_own_ca_certificate_was_replaced(
     ]
     assert blamed == [], document["findings"]
     up(tls_lab.inventory, "--limit", "node2")
+    # etcd never got ready with the other CA: the run restarted it, where a plain start would
+    # have waited for systemd to give up on it.
+    journal = run_on(tls_lab, "node2", f"journalctl -u etcd --since @{since} --no-pager")
+    assert "start operation timed out" not in journal, journal[-2000:]
     healthy(cluster)
 
 
