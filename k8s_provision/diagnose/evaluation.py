@@ -44,6 +44,8 @@ def evaluate(
         for c in report.checks
         if c.check == "unit:etcd" and c.status == "pass" and c.host not in healthy
     ]
+    failed = {c.check for c in report.checks if c.status != "pass"}
+    passed = frozenset(c.check for c in report.checks if c.check not in failed)
     findings = match_signatures(
         cluster,
         signatures if signatures is not None else load_signatures(),
@@ -52,5 +54,6 @@ def evaluate(
         since=since,
         host_times={name: got.host_time for name, got in collected.items()},
         healthy=healthy,
+        passed=passed,
     )
     return Evaluation(report, tuple(drifts), tuple(findings))

@@ -35,6 +35,7 @@ class Event:
     evidence: str = ""
     time: float | None = None  # journal lines: when (host clock)
     last_run: bool = False  # journal lines: part of the last start of a unit not running now
+    stale: bool = False  # journal lines: logged before the unit's last start
 
 
 def truncate(text: str, lines: int = EVIDENCE_LINES) -> str:
@@ -52,8 +53,8 @@ def _host_events(cluster: Cluster, got: Collected, since: str) -> Iterator[Event
         state = states.get(unit)
         lines = got.read(systemd.journal(unit, since)) or []
         running = state is None or not state.installed or state.active == "active"
-        run = systemd.last_run(lines) if not running else lines[-5:]
-        first_of_run = len(lines) - len(run)
+        first_of_run = len(lines) - len(systemd.last_run(lines))
+        run = lines[first_of_run:] if not running else lines[-5:]
         for i, line in enumerate(lines):
             yield Event(
                 got.host,
@@ -64,6 +65,7 @@ def _host_events(cluster: Cluster, got: Collected, since: str) -> Iterator[Event
                 f"journalctl -u {unit} on {got.host}: {line.text}",
                 line.time,
                 last_run=not running and i >= first_of_run,
+                stale=i < first_of_run,
             )
         # Units not running, and running ones that will not come back after a reboot.
         if state is None or not state.installed:

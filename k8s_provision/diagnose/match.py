@@ -106,13 +106,15 @@ def _resolve_host(cluster: Cluster, name: str) -> str | None:
     return None
 
 
-def _accepts(match: Match, event: Event, now: float | None) -> bool:
+def _accepts(match: Match, event: Event, now: float | None, passed: frozenset[str]) -> bool:
     if match.source != event.source or not fnmatch.fnmatchcase(event.name, match.name):
         return False
     if event.source != "journal":
         return True
     if match.window is None:
         return event.last_run
+    if event.stale or (match.cleared_by and passed.issuperset(match.cleared_by)):
+        return False
     return now is not None and event.time is not None and event.time >= now - match.window
 
 
@@ -135,9 +137,11 @@ def match_signatures(
     since: str = "-1h",
     host_times: Mapping[str, float | None] | None = None,
     healthy: Sequence[str] = (),
+    passed: frozenset[str] = frozenset(),
 ) -> list[Finding]:
     """Findings, deduplicated (one per signature, host, component and diagnosis; the latest
-    evidence wins), without those suppressed, most severe and most fundamental first."""
+    evidence wins), without those suppressed, most severe and most fundamental first.
+    `passed`: the verify checks that passed on every host they ran on."""
     host_times = host_times or {}
     common = {
         h.name: host_vars(cluster, h, inventory=inventory, since=since, healthy=healthy)
@@ -162,7 +166,7 @@ def match_signatures(
                 (
                     (m, g)
                     for m in sig.matches
-                    if _accepts(m, event, now) and (g := _groups(m, event))
+                    if _accepts(m, event, now, passed) and (g := _groups(m, event))
                 ),
                 (None, []),
             )

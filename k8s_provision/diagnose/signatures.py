@@ -59,6 +59,8 @@ class Match:
     # A named group: the match counts only when its value is not an etcd member's client
     # address (then that member's own findings explain it).
     not_member: str | None = None
+    # Windowed journal matches: verify checks whose pass shows that what was logged is over.
+    cleared_by: tuple[str, ...] = ()
 
     def variables(self) -> set[str]:
         names = set(SOURCE_VARS[self.source])
@@ -99,12 +101,19 @@ def _parse_match(sig_id: str, raw: Mapping[str, Any]) -> Match:
     if window is not None and (source != "journal" or not isinstance(window, int)):
         raise ValueError(f"{sig_id}: window is a number of seconds, for journal matches only")
     regex = re.compile(str(raw["regex"])) if "regex" in raw else None
-    extra = set(raw) - {"source", "name", "regex", "window", "host", "not_member"}
+    extra = set(raw) - {"source", "name", "regex", "window", "host", "not_member", "cleared_by"}
     if extra:
         raise ValueError(f"{sig_id}: unknown keys in match: {', '.join(sorted(extra))}")
     not_member = raw.get("not_member")
     if not_member is not None and (regex is None or not_member not in regex.groupindex):
         raise ValueError(f"{sig_id}: not_member names a group of the match's regex")
+    cleared_by = raw.get("cleared_by", [])
+    if cleared_by and (
+        window is None
+        or not isinstance(cleared_by, list)
+        or not all(isinstance(c, str) for c in cleared_by)
+    ):
+        raise ValueError(f"{sig_id}: cleared_by is a list of verify checks, for windowed matches")
     return Match(
         source,
         name,
@@ -112,6 +121,7 @@ def _parse_match(sig_id: str, raw: Mapping[str, Any]) -> Match:
         float(window) if window is not None else None,
         raw.get("host"),
         not_member,
+        tuple(cleared_by),
     )
 
 

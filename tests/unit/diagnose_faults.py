@@ -248,6 +248,17 @@ def logging(host: str, name: str, line: str, age: float = 30) -> Fault:
     return fault
 
 
+def journaled(host: str, name: str, *lines: tuple[float, str]) -> Fault:
+    """A running unit whose journal, after its first start, holds `lines` (age in seconds,
+    message; "systemd: " for systemd's own)."""
+
+    def fault(_: Cluster, c: dict[str, Collected]) -> dict[str, Collected]:
+        text = started(host, name) + journal(host, name, *((NOW - a, m) for a, m in lines))
+        return put(c, host, **{f"journal__{name}": Output(0, text)})
+
+    return fault
+
+
 def outputs(host: str, **changed: Output) -> Fault:
     def fault(_: Cluster, c: dict[str, Collected]) -> dict[str, Collected]:
         return put(c, host, **changed)

@@ -32,6 +32,7 @@ from tests.unit.diagnose_faults import (
     failed_with,
     healthy,
     http,
+    journaled,
     key_elsewhere,
     key_gone,
     logging,
@@ -60,6 +61,12 @@ class Case:
 
 
 REFUSED = "dial tcp 192.168.10.1:8080: getsockopt: connection refused"
+WRONG_ETCD_DIAL = (
+    "W1130 10:46:03.150930 1035 clientconn.go:1223] grpc: addrConn.createTransport failed to"
+    " connect to {http://192.168.10.250:2379  <nil> 0 <nil>}. Err :connection error: desc ="
+    ' "transport: Error while dialing dial tcp 192.168.10.250:2379: connect: no route to host".'
+    " Reconnecting..."
+)
 STALE_ETCD = f"config-state etcd {'a' * 64} {'b' * 64} active\n"
 
 CASES = [
@@ -372,6 +379,47 @@ CASES = [
         fix="master# grep KUBE_ETCD_SERVERS /etc/kubernetes/apiserver",
     ),
     Case(
+        "an apiserver restarted since it logged a wrong etcd address is not blamed for it",
+        journaled(
+            "master",
+            "kube-apiserver",
+            (70, WRONG_ETCD_DIAL),
+            (40, "systemd: Stopping kube-apiserver.service - Kubernetes API Server..."),
+            (39, "systemd: kube-apiserver.service: Deactivated successfully."),
+            (39, "systemd: Started kube-apiserver.service - Kubernetes API Server."),
+        ),
+        (),
+        absent=("apiserver-etcd-unreachable",),
+        ok=True,
+    ),
+    Case(
+        "nor is one that a crash loop restarted once the file was fixed",
+        journaled(
+            "master",
+            "kube-apiserver",
+            (70, WRONG_ETCD_DIAL),
+            (60, "systemd: kube-apiserver.service: Main process exited, code=exited, status=1"),
+            (60, "systemd: kube-apiserver.service: Failed with result 'exit-code'."),
+            (
+                60,
+                "systemd: kube-apiserver.service: Scheduled restart job, restart counter is at 5.",
+            ),
+            (60, "systemd: Stopped kube-apiserver.service - Kubernetes API Server."),
+            (60, "systemd: Starting kube-apiserver.service - Kubernetes API Server..."),
+            (56, "systemd: Started kube-apiserver.service - Kubernetes API Server."),
+        ),
+        (),
+        absent=("apiserver-etcd-unreachable",),
+        ok=True,
+    ),
+    Case(
+        "an apiserver still crash-looping on a wrong etcd address, waiting to restart",
+        failed_with(
+            "master", "kube-apiserver", WRONG_ETCD_DIAL, state="loaded:activating:auto-restart"
+        ),
+        (("master", "kube-apiserver", "apiserver-etcd-unreachable"),),
+    ),
+    Case(
         "a stopped etcd member is the cause, not the apiserver that dials it",
         combine(
             stopped("node2", "etcd"),
@@ -466,6 +514,18 @@ CASES = [
         (("node2", "kubelet", "node-cannot-reach-apiserver"),),
         absent=("node-not-ready",),
         fix="node2# curl -sS http://192.168.10.1:8080/healthz",
+    ),
+    Case(
+        "a kubelet that lost the API server while it restarted, every node Ready again",
+        logging(
+            "node2",
+            "kubelet",
+            f"E0101 Failed to list *api.Node: Get http://192.168.10.1"
+            f":8080/api/v1/nodes?fieldSelector=x: {REFUSED}",
+        ),
+        (),
+        absent=("node-cannot-reach-apiserver",),
+        ok=True,
     ),
     Case(
         "node NotReady, named for its host",
@@ -638,6 +698,14 @@ def test_every_signature_has_a_case(cluster: Cluster) -> None:
     assert {s.id for s in sigfile.load_signatures()} == covered
 
 
+def test_cleared_by_names_checks_verify_makes(cluster: Cluster) -> None:
+    made = {
+        c.check for c in diagnose.evaluate(cluster, healthy(cluster), inventory="i").report.checks
+    }
+    named = {c for s in sigfile.load_signatures() for m in s.matches for c in m.cleared_by}
+    assert named and named <= made, named - made
+
+
 def test_signature_file_covers_the_design_and_is_data(cluster: Cluster) -> None:
     signatures = sigfile.load_signatures()
     assert len(signatures) >= 12
@@ -728,6 +796,11 @@ GOOD: dict[str, Any] = {
             "placeholders port are not filled by every match",
         ),
         ({"match": [{"source": "check", "window": 60}]}, "for journal matches only"),
+        ({"match": [{"source": "journal", "cleared_by": ["etcd:health"]}]}, "windowed matches"),
+        (
+            {"match": [{"source": "journal", "window": 60, "cleared_by": "etcd:health"}]},
+            "a list of verify checks",
+        ),
         ({"suppressed_by": ["y"]}, "suppressed_by names unknown"),
         ({"observer_suppressed_by": ["y"]}, "observer_suppressed_by names unknown"),
         ({"match": []}, "non-empty list"),
