@@ -2,7 +2,11 @@
 what one run changed: when k8s-provision (re)starts a service it records, on the host, the
 SHA-256 of the config files the service reads. A running service whose record differs from the
 files on disk predates its configuration, whichever run wrote the files and however that run
-ended; the roles restart it (etcd one member at a time) and verify reports it (config:stale).
+ended; so does one whose files changed after it last started (restarted by hand or by its
+crash loop while a file was edited, then the file put back: the record matches again, the
+process does not). "Changed" is the files' ctime, which a write, a rename or a chmod sets and
+nobody can set back (a backup moved into place keeps its old mtime). The roles restart it (etcd
+one member at a time) and verify reports it (config:stale).
 
 The roles (through the collection filters in plugins/filter/service_state.py) and verify use
 the same scripts below, so both judge by the same bytes."""
@@ -13,9 +17,11 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from k8s_provision import facts
 from k8s_provision.model import Cluster, Host
+from k8s_provision.probes.systemd import START_PROPERTY
 from k8s_provision.render import planned_files
 from k8s_provision.report import Check
 
@@ -38,6 +44,11 @@ UNIT_COMPONENTS: Mapping[str, tuple[str, ...]] = {
     "kube-proxy": ("kubernetes", "kube-proxy", "node"),
 }
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+CLOCK = "config-clock"
+# Seconds a file's ctime may pass the service's start before it counts as changed after it.
+# The start is read in monotonic time and placed on the wall clock through `date` and
+# /proc/uptime (10 ms); a suspend or a backward clock step since boot makes it read early.
+CTIME_SLACK = 0.5
 
 
 @dataclass(frozen=True)
@@ -45,10 +56,11 @@ class ConfigState:
     applied: str  # the record written when the service was last (re)started, or NO_RECORD
     on_disk: str  # SHA-256 of the unit's config files as they are now
     active: str  # `systemctl is-active`: active, inactive, failed, ...
+    changed_after_start: bool = False  # a file's ctime is later than the service's start
 
     @property
     def stale(self) -> bool:
-        return self.applied != self.on_disk
+        return self.applied != self.on_disk or self.changed_after_start
 
 
 def unit_paths(files: Iterable[tuple[str, str]], units: Iterable[str]) -> dict[str, list[str]]:
@@ -74,36 +86,107 @@ def host_unit_paths(cluster: Cluster, host: Host) -> dict[str, list[str]]:
 
 
 def state_script(paths_by_unit: Mapping[str, Sequence[str]], *, active: bool = True) -> str:
-    """POSIX sh printing `config-state UNIT APPLIED ON-DISK ACTIVE` per unit (a missing file
-    counts as empty, so a deleted config also differs from the record). It runs in every
-    verify and on every role run, so it forks little: one systemctl for all units, then a
-    cat and a sha256sum per unit; the rest is shell built-ins. Without `active` ACTIVE is
-    `unknown` and systemctl is not asked: the probes read unit states with a probe of their
-    own, and on a lab host each systemctl costs more than the rest of the script."""
+    """POSIX sh printing the host's clock (`config-clock EPOCH UPTIME`), then
+    `config-state UNIT APPLIED ON-DISK ACTIVE CTIME...` per unit (a missing file counts as
+    empty, so a deleted config also differs from the record; CTIME: each existing file's).
+    With `active`, one systemctl first prints each unit's `ActiveState` and start (between
+    `config-units` lines); without it ACTIVE is `unknown`: the probes read unit states and
+    starts with a probe of their own, and on a lab host each systemctl costs more than the rest
+    of the script. It runs in every verify and on every role run, so it forks little: `date`,
+    then a cat, a sha256sum and a stat per unit; the rest is shell built-ins."""
     units = list(paths_by_unit)
     if not units:
         return ":"
-    listed = " ".join(shlex.quote(f"{u}.service") for u in units)
-    lines = [f"set -- $(systemctl is-active -- {listed} 2>/dev/null)" if active else "set --"]
+    lines = [
+        f'read -r u _ < /proc/uptime; printf \'{CLOCK} %s %s\\n\' "$(date +%s.%N)" "$u"',
+    ]
+    if active:
+        listed = " ".join(shlex.quote(f"{u}.service") for u in units)
+        lines.append(
+            f"echo config-units; systemctl show -p ActiveState -p {START_PROPERTY}"
+            f" -- {listed} 2>/dev/null; echo config-units"
+        )
     for unit in units:
         record = shlex.quote(f"{APPLIED_DIR}/{unit}")
         files = " ".join(shlex.quote(p) for p in paths_by_unit[unit])
+        # One command substitution: the digest's line ("HASH  -"), then each file's ctime
+        # ("2026-12-02 07:52:28.626941317 +0000": to the nanosecond, on any coreutils).
         lines.append(
             f"a=; if [ -r {record} ]; then read -r a < {record}; fi;"
-            f" h=$(cat -- {files} 2>/dev/null | sha256sum);"
-            f" printf '{MARK} %s %s %s %s\\n' {shlex.quote(unit)} \"${{a:-{NO_RECORD}}}\""
-            f' "${{h%% *}}" "${{1:-unknown}}"; if [ $# -gt 0 ]; then shift; fi'
+            f" h=$(cat -- {files} 2>/dev/null | sha256sum; stat -L -c %z -- {files} 2>/dev/null);"
+            f" printf '{MARK} %s %s %s unknown' {shlex.quote(unit)} \"${{a:-{NO_RECORD}}}\""
+            f" \"${{h%% *}}\"; printf ' %s' ${{h#*-}}; echo"
         )
     return "; ".join(lines)
 
 
-def parse_states(text: str) -> dict[str, ConfigState]:
-    states = {}
+def _unit_blocks(text: str) -> list[dict[str, str]]:
+    """The `systemctl show` blocks between the `config-units` lines, in the order asked."""
+    inside, blocks, current = False, [], dict[str, str]()
+    for line in text.splitlines():
+        if line.strip() == "config-units":
+            inside = not inside
+        elif inside and not line.strip():
+            if current:
+                blocks.append(current)
+            current = {}
+        elif inside:
+            key, _, value = line.partition("=")
+            current[key] = value.strip()
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def parse_states(text: str, started: Mapping[str, int] | None = None) -> dict[str, ConfigState]:
+    """The script's output; `started`: each unit's START_PROPERTY as another probe read it
+    (the script reads its own with `active`)."""
+    clock: tuple[float, float] | None = None
+    rows: list[list[str]] = []
     for line in text.splitlines():
         words = line.split()
-        if len(words) == 5 and words[0] == MARK:
-            states[words[1]] = ConfigState(words[2], words[3], words[4])
+        if len(words) == 3 and words[0] == CLOCK:
+            try:
+                clock = (float(words[1]), float(words[2]))
+            except ValueError:
+                clock = None
+        elif len(words) >= 5 and words[0] == MARK:
+            rows.append(words)
+    blocks = _unit_blocks(text)
+    starts = dict(started or {})
+    states = {}
+    for index, words in enumerate(rows):
+        unit, applied, on_disk, active = words[1:5]
+        if index < len(blocks):
+            active = blocks[index].get("ActiveState", active)
+            start = blocks[index].get(START_PROPERTY, "")
+            if start.isdigit():
+                starts[unit] = int(start)
+        ctimes = [t for i in range(5, len(words) - 2, 3) if (t := _epoch(*words[i : i + 3]))]
+        states[unit] = ConfigState(
+            applied, on_disk, active, _changed_after(ctimes, starts.get(unit, 0), clock)
+        )
     return states
+
+
+def _epoch(day: str, clock: str, zone: str) -> float | None:
+    """`stat -c %z`'s time as seconds since the epoch (None when unreadable)."""
+    whole, _, fraction = clock.partition(".")
+    try:
+        moment = datetime.strptime(f"{day} {whole} {zone}", "%Y-%m-%d %H:%M:%S %z")
+        return moment.timestamp() + (float(f"0.{fraction}") if fraction.isdigit() else 0.0)
+    except ValueError:
+        return None
+
+
+def _changed_after(
+    ctimes: Sequence[float], start_us: int, clock: tuple[float, float] | None
+) -> bool:
+    if not ctimes or start_us <= 0 or clock is None:
+        return False
+    epoch, uptime = clock
+    started_at = epoch - uptime + start_us / 1_000_000
+    return max(ctimes) > started_at + CTIME_SLACK
 
 
 def record_script(unit: str, on_disk: str) -> str:
@@ -119,7 +202,11 @@ def record_script(unit: str, on_disk: str) -> str:
 
 
 def config_check(
-    host: str, active: Mapping[str, bool], paths: Mapping[str, Sequence[str]], output: str | None
+    host: str,
+    active: Mapping[str, bool],
+    paths: Mapping[str, Sequence[str]],
+    output: str | None,
+    started: Mapping[str, int] | None = None,
 ) -> Check | None:
     """verify's `config:stale` check over the running units of `host` that read config files;
     None when none runs."""
@@ -130,7 +217,7 @@ def config_check(
         # Only a collector without this probe gets here: verify's own treats a missing probe
         # output as a failed host already.
         return Check(host, "config:stale", "skip", "not collected")
-    states = parse_states(output)
+    states = parse_states(output, started)
     stale = [
         u for u in running if u in states and states[u].stale and states[u].applied != NO_RECORD
     ]

@@ -139,9 +139,11 @@ def differences(cluster: Cluster, host: Host, spec_for: Any, got: HostFacts) -> 
                 "enabled" if unit.enabled else "disabled",
                 run.file_state or "unknown",
             )
-    # What each running service started with, recorded by the roles (service_state): the very
-    # test the roles restart on, so a file touched without a change is no difference.
-    states = service_state.parse_states(got.read(config_state({})) or "")
+    # What each running service started with, recorded by the roles, and whether a file was
+    # written after its start (service_state): the very test the roles restart on.
+    states = service_state.parse_states(
+        got.read(config_state({})) or "", {name: run.started for name, run in runs.items()}
+    )
     for name, paths in spec.restarts.items():
         run = runs.get(name)
         if run is None or run.active != "active":

@@ -12,6 +12,7 @@ from k8s_provision.probes import files as file_probes
 from k8s_provision.probes.base import Output, Probe
 from k8s_provision.probes.etcd import Endpoint, endpoint
 from k8s_provision.probes.files import FileState
+from k8s_provision.probes.systemd import START_PROPERTY
 
 
 def files(paths: Sequence[str]) -> Probe[dict[str, FileState]]:
@@ -38,6 +39,7 @@ class UnitRun:
     load: str
     active: str
     file_state: str
+    started: int = 0  # systemd.START_PROPERTY: when the main process was executed
 
 
 def parse_units(output: Output) -> dict[str, UnitRun]:
@@ -50,6 +52,7 @@ def parse_units(output: Output) -> dict[str, UnitRun]:
                     props.get("LoadState", ""),
                     props.get("ActiveState", ""),
                     props.get("UnitFileState", ""),
+                    int(start) if (start := props.get(START_PROPERTY, "")).isdigit() else 0,
                 )
             unit, props = line.removeprefix("@unit ").strip(), {}
         else:
@@ -64,7 +67,8 @@ def units(names: Sequence[str]) -> Probe[dict[str, UnitRun]]:
     return Probe(
         "fp-units",
         f'for u in {quoted}; do echo "@unit $u";'
-        ' systemctl show -p LoadState -p ActiveState -p UnitFileState -- "$u.service"; done',
+        " systemctl show -p LoadState -p ActiveState -p UnitFileState"
+        f' -p {START_PROPERTY} -- "$u.service"; done',
         parse_units,
     )
 

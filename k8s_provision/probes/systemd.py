@@ -11,6 +11,9 @@ from datetime import datetime
 
 from k8s_provision.probes.base import Output, Probe, raw
 
+# When the main process was executed (CLOCK_MONOTONIC microseconds): what a service's config
+# files are compared with (service_state).
+START_PROPERTY = "ExecMainStartTimestampMonotonic"
 JOURNAL_LINES = 5000  # per unit: enough for an hour of a failing daemon, bounded for big clusters
 
 
@@ -20,6 +23,7 @@ class UnitState:
     active: str
     sub: str
     file_state: str = ""
+    started: int = 0  # when the main process was executed: CLOCK_MONOTONIC microseconds
 
     @property
     def installed(self) -> bool:
@@ -38,6 +42,7 @@ def parse_units(text: str, units: Iterable[str]) -> dict[str, UnitState]:
             active=props.get("ActiveState", ""),
             sub=props.get("SubState", ""),
             file_state=props.get("UnitFileState", ""),
+            started=int(start) if (start := props.get(START_PROPERTY, "")).isdigit() else 0,
         )
     return states
 
@@ -51,7 +56,8 @@ def units(names: Sequence[str]) -> Probe[dict[str, UnitState]]:
 
     return Probe(
         "units",
-        f"systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState -- {listed}",
+        f"systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState,{START_PROPERTY}"
+        f" -- {listed}",
         parse,
     )
 

@@ -58,6 +58,7 @@ def evaluate(cluster: Cluster, collected: Mapping[str, HostFacts]) -> Report:
             {u: state.active == "active" for u, state in units.items()},
             config_paths,
             None if config_output is None else config_output.stdout,
+            {u: state.started for u, state in units.items()},
         )
         checks += [stale] if stale else []
         if host.is_etcd:

@@ -71,6 +71,19 @@ DRIFT: dict[str, tuple[Callable[[lab_api.LabState], object], str, str]] = {
         "node1",
         "package",
     ),
+    # Restarted by hand with an edit, then (a second later, as a person would) the backup
+    # moved back: the file and its record match again, the process runs the edit.
+    "restarted with an edit since put back": (
+        lambda lab: on(
+            lab,
+            "node2",
+            "cp -p /etc/default/etcd /root/etcd.saved"
+            " && echo ETCD_HEARTBEAT_INTERVAL=150 >> /etc/default/etcd && systemctl restart etcd"
+            " && sleep 1 && mv /root/etcd.saved /etc/default/etcd",
+        ),
+        "node2",
+        "config-freshness",
+    ),
     "unit stopped": (lambda lab: on(lab, "node2", "systemctl stop etcd"), "node2", "unit"),
     "unit disabled": (
         lambda lab: on(lab, "node1", "systemctl disable etcd 2>&1"),

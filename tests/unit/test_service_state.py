@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,54 @@ def test_state_script_hashes_the_files_in_order_and_reports_no_record(tmp_path: 
     assert service_state.parse_states(out)["kubelet"] == service_state.ConfigState(
         service_state.NO_RECORD, hashlib.sha256(b"A=1\n").hexdigest(), "unknown"
     )
+
+
+def test_a_file_changed_after_the_service_started_makes_it_stale(tmp_path: Path) -> None:
+    """The record matches the file again, but the process started before the file was put
+    back (restarted by hand with an edit, or by its crash loop): a backup moved into place
+    keeps its old mtime, not its ctime."""
+    backup, conf = tmp_path / "etcd.saved", tmp_path / "etcd"
+    backup.write_text("A=1\n")
+    os.utime(backup, (time.time() - 3600, time.time() - 3600))
+    backup.rename(conf)
+    digest = hashlib.sha256(b"A=1\n").hexdigest()
+    record = f"{service_state.APPLIED_DIR}/etcd"
+    script = service_state.state_script({"etcd": [str(conf)]}, active=False).replace(
+        record, str(tmp_path / "record")
+    )
+    (tmp_path / "record").write_text(digest + "\n")
+
+    def state(started_ago: float | None) -> service_state.ConfigState:
+        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+        if started_ago is None:
+            return service_state.parse_states(out.stdout)["etcd"]
+        started = int((time.monotonic() - started_ago) * 1_000_000)
+        return service_state.parse_states(out.stdout, {"etcd": started})["etcd"]
+
+    assert state(started_ago=60).stale  # the file changed after the process started
+    assert state(started_ago=60).applied == digest  # though its bytes match the record
+    assert not state(started_ago=-5).stale  # started after the change
+    # Within the clock's slack, and without a start (never ran), nothing is judged stale.
+    assert not state(started_ago=0.2).stale
+    assert not state(started_ago=None).stale
+
+
+def test_the_roles_variant_reads_each_units_state_and_start_from_systemctl() -> None:
+    a = "a" * 64
+    text = (
+        "ActiveState=active\nUnitFileState=enabled\n"  # the etcd role's own probe, before
+        "config-clock 1800000050.25 1000.00\n"  # 2027-01-15 08:00:50.25 UTC
+        "config-units\n"
+        "ActiveState=active\nExecMainStartTimestampMonotonic=900000000\n\n"
+        "ActiveState=failed\nExecMainStartTimestampMonotonic=0\n"
+        "config-units\n"
+        f"config-state kube-apiserver {a} {a} unknown 2027-01-15 08:00:00.5 +0000\n"
+        f"config-state kube-scheduler {a} {a} unknown 2027-01-15 08:00:00.5 +0000\n"
+    )
+    states = service_state.parse_states(text)
+    # Started 100 s ago (07:59:10.25), its file changed 50.25 s later.
+    assert states["kube-apiserver"] == service_state.ConfigState(a, a, "active", True)
+    assert states["kube-scheduler"] == service_state.ConfigState(a, a, "failed", False)
 
 
 def test_unit_paths_follow_the_components_each_unit_reads() -> None:
