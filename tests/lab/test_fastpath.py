@@ -90,6 +90,11 @@ DRIFT: dict[str, tuple[Callable[[lab_api.LabState], object], str, str]] = {
         "node1",
         "unit",
     ),
+    "unit masked": (
+        lambda lab: on(lab, "node2", "systemctl mask --now etcd 2>&1"),
+        "node2",
+        "unit",
+    ),
     "flannel key changed": (
         lambda lab: on(
             lab,
