@@ -21,7 +21,7 @@ from datetime import datetime
 
 from k8s_provision import facts
 from k8s_provision.model import Cluster, Host
-from k8s_provision.probes.systemd import START_PROPERTY
+from k8s_provision.probes import systemd
 from k8s_provision.render import planned_files
 from k8s_provision.report import Check
 
@@ -45,6 +45,7 @@ UNIT_COMPONENTS: Mapping[str, tuple[str, ...]] = {
 }
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 CLOCK = "config-clock"
+UNITS_MARK = "config-units"
 # Seconds a file's ctime may pass the service's start before it counts as changed after it.
 # The start is read in monotonic time and placed on the wall clock through `date` and
 # /proc/uptime (10 ms); a suspend or a backward clock step since boot makes it read early.
@@ -103,8 +104,8 @@ def state_script(paths_by_unit: Mapping[str, Sequence[str]], *, active: bool = T
     if active:
         listed = " ".join(shlex.quote(f"{u}.service") for u in units)
         lines.append(
-            f"echo config-units; systemctl show -p ActiveState -p {START_PROPERTY}"
-            f" -- {listed} 2>/dev/null; echo config-units"
+            f"echo {UNITS_MARK}; systemctl show -p ActiveState -p {systemd.START_PROPERTY}"
+            f" -- {listed} 2>/dev/null; echo {UNITS_MARK}"
         )
     for unit in units:
         record = shlex.quote(f"{APPLIED_DIR}/{unit}")
@@ -120,26 +121,8 @@ def state_script(paths_by_unit: Mapping[str, Sequence[str]], *, active: bool = T
     return "; ".join(lines)
 
 
-def _unit_blocks(text: str) -> list[dict[str, str]]:
-    """The `systemctl show` blocks between the `config-units` lines, in the order asked."""
-    inside, blocks, current = False, [], dict[str, str]()
-    for line in text.splitlines():
-        if line.strip() == "config-units":
-            inside = not inside
-        elif inside and not line.strip():
-            if current:
-                blocks.append(current)
-            current = {}
-        elif inside:
-            key, _, value = line.partition("=")
-            current[key] = value.strip()
-    if current:
-        blocks.append(current)
-    return blocks
-
-
 def parse_states(text: str, started: Mapping[str, int] | None = None) -> dict[str, ConfigState]:
-    """The script's output; `started`: each unit's START_PROPERTY as another probe read it
+    """The script's output; `started`: each unit's start as another probe read it
     (the script reads its own with `active`)."""
     clock: tuple[float, float] | None = None
     rows: list[list[str]] = []
@@ -152,16 +135,17 @@ def parse_states(text: str, started: Mapping[str, int] | None = None) -> dict[st
                 clock = None
         elif len(words) >= 5 and words[0] == MARK:
             rows.append(words)
-    blocks = _unit_blocks(text)
-    starts = dict(started or {})
+    # With `active`: systemctl's blocks between the two `config-units` lines, in row order.
+    # A role's `raw` reads through a pty: its lines end in \r\n.
+    lines = [line.rstrip() for line in text.splitlines()]
+    marks = [i for i, line in enumerate(lines) if line == UNITS_MARK][:2]
+    block = "\n".join(lines[marks[0] + 1 : marks[1]]) if len(marks) == 2 else ""
+    shown = systemd.parse_units(block, [w[1] for w in rows])
+    starts = {**(started or {}), **{u: s.started for u, s in shown.items()}}
     states = {}
-    for index, words in enumerate(rows):
+    for words in rows:
         unit, applied, on_disk, active = words[1:5]
-        if index < len(blocks):
-            active = blocks[index].get("ActiveState", active)
-            start = blocks[index].get(START_PROPERTY, "")
-            if start.isdigit():
-                starts[unit] = int(start)
+        active = shown[unit].active if unit in shown else active
         ctimes = [t for i in range(5, len(words) - 2, 3) if (t := _epoch(*words[i : i + 3]))]
         states[unit] = ConfigState(
             applied, on_disk, active, _changed_after(ctimes, starts.get(unit, 0), clock)

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from k8s_provision.probes import files as file_probes
+from k8s_provision.probes import systemd
 from k8s_provision.probes.base import Output, Probe
 from k8s_provision.probes.etcd import Endpoint, endpoint
 from k8s_provision.probes.files import FileState
-from k8s_provision.probes.systemd import START_PROPERTY
 
 
 def files(paths: Sequence[str]) -> Probe[dict[str, FileState]]:
@@ -52,7 +52,7 @@ def parse_units(output: Output) -> dict[str, UnitRun]:
                     props.get("LoadState", ""),
                     props.get("ActiveState", ""),
                     props.get("UnitFileState", ""),
-                    int(start) if (start := props.get(START_PROPERTY, "")).isdigit() else 0,
+                    systemd.started(props),
                 )
             unit, props = line.removeprefix("@unit ").strip(), {}
         else:
@@ -68,7 +68,7 @@ def units(names: Sequence[str]) -> Probe[dict[str, UnitRun]]:
         "fp-units",
         f'for u in {quoted}; do echo "@unit $u";'
         " systemctl show -p LoadState -p ActiveState -p UnitFileState"
-        f' -p {START_PROPERTY} -- "$u.service"; done',
+        f' -p {systemd.START_PROPERTY} -- "$u.service"; done',
         parse_units,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,9 +42,15 @@ def parse_units(text: str, units: Iterable[str]) -> dict[str, UnitState]:
             active=props.get("ActiveState", ""),
             sub=props.get("SubState", ""),
             file_state=props.get("UnitFileState", ""),
-            started=int(start) if (start := props.get(START_PROPERTY, "")).isdigit() else 0,
+            started=started(props),
         )
     return states
+
+
+def started(props: Mapping[str, str]) -> int:
+    """START_PROPERTY of `systemctl show`'s properties (0: never ran, or not shown)."""
+    value = props.get(START_PROPERTY, "")
+    return int(value) if value.isdigit() else 0
 
 
 def units(names: Sequence[str]) -> Probe[dict[str, UnitState]]:

@@ -80,6 +80,8 @@ def test_the_roles_variant_reads_each_units_state_and_start_from_systemctl() -> 
     # Started 100 s ago (07:59:10.25), its file changed 50.25 s later.
     assert states["kube-apiserver"] == service_state.ConfigState(a, a, "active", True)
     assert states["kube-scheduler"] == service_state.ConfigState(a, a, "failed", False)
+    # As a role's `raw` returns it, through a pty.
+    assert service_state.parse_states(text.replace("\n", "\r\n")) == states
 
 
 def test_unit_paths_follow_the_components_each_unit_reads() -> None:
