@@ -24,6 +24,7 @@ import fabric
 import paramiko
 
 from k8s_provision.model import Host
+from k8s_provision.ssh import tcp
 from k8s_provision.ssh.failures import CommandTimeout, GatewayError, describe_failure
 from k8s_provision.ssh.known_hosts import CheckingPolicy, KnownHosts
 from k8s_provision.ssh.target import Lookup, Target, resolve
@@ -216,6 +217,7 @@ class Pool:
                 "banner_timeout": self.timeout,
                 "auth_timeout": self.timeout,
                 "channel_timeout": self.timeout,
+                "transport_factory": tcp.transport,
             },
         )
         known = self.known_hosts(target.known_hosts_files)

@@ -17,7 +17,7 @@ import pytest
 
 from k8s_provision import lab
 from k8s_provision.model import ConnectionSettings, Host
-from k8s_provision.ssh import HostSession, on_hosts
+from k8s_provision.ssh import HostSession, on_hosts, tcp
 from k8s_provision.ssh import session as session_module
 from k8s_provision.ssh_args import ACCEPT_NEW_ENV, ansible_host_key_env
 from tests.unit.sshd import SshServer, ssh_server, write_key
@@ -238,6 +238,39 @@ def test_an_unreachable_bastion_fails_every_host_behind_it_at_once(
     for result in results.values():
         assert result.error is not None
         assert "through 127.0.0.1:" in result.error and why in result.error
+
+
+def test_a_direct_connection_sends_small_packets_at_once(
+    tmp_path: Path, server: SshServer, key: tuple[Path, paramiko.PKey]
+) -> None:
+    """The TCP socket under a direct connection has Nagle's algorithm off (ssh/tcp.py)."""
+    host = _host(server, key[0], _known(tmp_path, server.known_hosts_line()))
+    session = HostSession(host)
+    try:
+        assert session.run("true").ok
+        sock = session._connect().client.get_transport().sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        session.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+def test_every_read_asks_the_kernel_to_acknowledge_at_once() -> None:
+    """Linux leaves quick-ACK mode on its own once replies follow reads (as we set it off
+    here); the transport's socket turns it back on after each read."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        peer, _ = listener.accept()
+        with client, peer:
+            transport = tcp.transport(client)
+            try:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+                assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 0
+                peer.sendall(b"SSH-2.0-test\r\n")
+                assert transport.sock.recv(64) == b"SSH-2.0-test\r\n"
+                assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1
+            finally:
+                transport.close()
 
 
 def test_proxycommand_relay_and_a_proxycommand_that_exits(
