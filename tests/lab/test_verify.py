@@ -8,6 +8,7 @@ their checks must be `skip`, never `pass`."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -138,6 +139,29 @@ def test_converged_lab_verifies_ok(converged_lab: lab_api.LabState, cluster: Clu
     network_key = row(report, "master", "flannel:network-key")
     assert network_key.status == "pass"
     assert f"Network {cluster.settings.flannel_network}" in network_key.detail
+
+
+def test_verify_over_direct_tcp_connections(
+    converged_lab: lab_api.LabState, tmp_path: Path
+) -> None:
+    """As on a real network: run from inside the lab's network namespace with an inventory
+    without the relay, verify opens TCP connections to each sshd itself (ssh/tcp.py sets up
+    their sockets)."""
+    text = converged_lab.inventory.read_text()
+    direct = re.sub(r' -o ProxyCommand="[^"]*"', "", text)
+    assert direct != text and "ProxyCommand" not in direct
+    inventory = tmp_path / "direct.ini"
+    inventory.write_text(direct)
+    netns = lab_api.NETNS_DIR / converged_lab.config.net_ns
+    result = subprocess.run(
+        ["nsenter", f"--net={netns}", str(VENV_BIN / "k8s-provision"), "verify", str(inventory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verify: OK" in result.stdout
 
 
 def test_components_not_installed_are_skipped_never_passed(cluster: Cluster) -> None:
