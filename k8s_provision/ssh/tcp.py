@@ -15,6 +15,7 @@ Connections through a ProxyCommand or a bastion's channel have no socket of ours
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
@@ -32,7 +33,9 @@ class _QuickAckSocket:
 
     def recv(self, size: int) -> bytes:
         data = self._sock.recv(size)
-        self._sock.setsockopt(socket.IPPROTO_TCP, self._option, 1)
+        # A socket closed meanwhile (the transport shutting down) has nothing left to ACK.
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.IPPROTO_TCP, self._option, 1)
         return data
 
     def __getattr__(self, name: str) -> Any:
