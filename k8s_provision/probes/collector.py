@@ -76,7 +76,7 @@ def _collect_host(
     outputs = parse_batch(result.stdout, probes)
     error = None
     if any(p.name not in outputs for p in probes):
-        # The script itself failed: sudo refused, no /bin/sh, no mktemp or base64.
+        # The script itself failed: sudo refused, no /bin/sh, no mktemp or timeout.
         why = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         error = f"the {what} script failed on {host.address} (exit {result.exit_code}): {why[0]}"
     reading = _read_clock(session) if clock else None

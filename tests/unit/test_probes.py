@@ -3,7 +3,6 @@ collector (one SSH command per host for all of its probes, then the clock on tha
 
 from __future__ import annotations
 
-import base64
 import shutil
 import subprocess
 import time
@@ -50,8 +49,8 @@ from tests.unit.test_verify_unit import (
 
 REFERENCE = Path(__file__).resolve().parent.parent.parent / "inventories" / "reference.ini"
 NEEDS_SH = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("sh", "timeout", "base64", "mktemp", "date")),
-    reason="needs sh, timeout, base64, mktemp and date",
+    not all(shutil.which(t) for t in ("sh", "timeout", "cat", "mktemp", "date")),
+    reason="needs sh, timeout, cat, mktemp and date",
 )
 
 
@@ -109,15 +108,15 @@ def test_os_release_and_selinux_parsers() -> None:
 def _run_batch(probes: list[Probe[Any]], timeout: int) -> tuple[dict[str, Output], float]:
     script = batch.batch_script(probes, timeout=timeout)
     started = time.monotonic()
-    result = subprocess.run(
-        ["sh", "-c", script], capture_output=True, text=True, timeout=30, check=False
-    )
-    return batch.parse_batch(result.stdout, probes), time.monotonic() - started
+    result = subprocess.run(["sh", "-c", script], capture_output=True, timeout=30, check=False)
+    # Decoded as HostSession.run decodes what the host printed.
+    stdout = result.stdout.decode("utf-8", "replace")
+    return batch.parse_batch(stdout, probes), time.monotonic() - started
 
 
 @pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("sh", "timeout", "base64", "mktemp")),
-    reason="needs sh, timeout, base64 and mktemp",
+    not all(shutil.which(t) for t in ("sh", "timeout", "cat", "mktemp")),
+    reason="needs sh, timeout, cat and mktemp",
 )
 def test_batch_script_runs_probes_in_parallel_and_frames_their_output() -> None:
     probes = [
@@ -187,21 +186,25 @@ def test_every_probe_stops_at_the_deadline_and_the_finished_ones_keep_their_outp
 def test_parse_batch_reads_a_missing_or_cut_exit_code_as_timed_out() -> None:
     probes = [Probe("a", "x", raw), Probe("b", "y", raw), Probe("c", "z", raw)]
 
-    def framed(files: dict[str, bytes]) -> str:
-        listing = "".join(f"{name} {len(data)}\n" for name, data in files.items())
-        stream = listing.encode() + b"\n" + b"".join(files.values())
-        return f"noise\n{batch.MARK} {base64.b64encode(stream).decode()}\n"
+    def framed(files: dict[str, str], end: bool = True) -> str:
+        body = "".join(f"{batch.MARK} {name}\n{data}" for name, data in files.items())
+        return "noise\n" + body + (f"{batch.MARK} end\n" if end else "")
 
-    text = framed({"0.rc": b"0\n", "1.rc": b"", "0.out": b"ok", "1.out": b"half", "2.err": b"e"})
-    assert batch.parse_batch(text, probes) == {
+    files = {"0.rc": "0\n", "1.rc": "", "0.out": "ok", "1.out": "half\n", "2.err": "e"}
+    assert batch.parse_batch(framed(files), probes) == {
         "a": Output(0, "ok", ""),
-        "b": Output(TIMED_OUT, "half", ""),  # killed while writing its exit code
+        "b": Output(TIMED_OUT, "half\n", ""),  # killed while writing its exit code
         "c": Output(TIMED_OUT, "", "e"),
     }
-    # Output that is not the framing (sudo refused, no base64 on the host) is no output.
+    # Output that is not the framing (sudo refused, no mktemp on the host) is no output, and
+    # so is framing cut short before its end line.
     assert batch.parse_batch("sudo: a password is required\n", probes) == {}
-    assert batch.parse_batch(f"{batch.MARK} not-base64!\n", probes) == {}
-    assert batch.parse_batch(f"{batch.MARK} {base64.b64encode(b'0.rc 1').decode()}", probes) == {}
+    assert batch.parse_batch(framed(files, end=False), probes) == {}
+    # A header of another run (another token) is a probe's output, not a header.
+    other = "@@k8s-provision-" + "0" * 32 + "@@"
+    assert batch.parse_batch(framed({"0.out": f"{other} 1.out\nx"}), probes)["a"] == Output(
+        TIMED_OUT, f"{other} 1.out\nx", ""
+    )
 
 
 def test_parse_units_matches_blocks_by_position() -> None:
