@@ -45,6 +45,8 @@ UNIT_COMPONENTS: Mapping[str, tuple[str, ...]] = {
 }
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 CLOCK = "config-clock"
+CTIME = "config-ctime"
+FILE = "config-file"
 UNITS_MARK = "config-units"
 # Seconds a file's ctime may pass the service's start before it counts as changed after it.
 # The start is read in monotonic time and placed on the wall clock through `date` and
@@ -87,19 +89,25 @@ def host_unit_paths(cluster: Cluster, host: Host) -> dict[str, list[str]]:
 
 
 def state_script(paths_by_unit: Mapping[str, Sequence[str]], *, active: bool = True) -> str:
-    """POSIX sh printing the host's clock (`config-clock EPOCH UPTIME`), then
-    `config-state UNIT APPLIED ON-DISK ACTIVE CTIME...` per unit (a missing file counts as
-    empty, so a deleted config also differs from the record; CTIME: each existing file's).
-    With `active`, one systemctl first prints each unit's `ActiveState` and start (between
-    `config-units` lines); without it ACTIVE is `unknown`: the probes read unit states and
-    starts with a probe of their own, and on a lab host each systemctl costs more than the rest
-    of the script. It runs in every verify and on every role run, so it forks little: `date`,
-    then a cat, a sha256sum and a stat per unit; the rest is shell built-ins."""
+    """POSIX sh printing the host's clock (`config-clock EPOCH UPTIME`), each existing file's
+    ctime (`config-ctime DATE TIME ZONE PATH`), then per unit `config-state UNIT APPLIED
+    ON-DISK ACTIVE` and a `config-file UNIT PATH` line for each of its files (a missing file
+    counts as empty, so a deleted config also differs from the record). With `active`, one
+    systemctl first prints each unit's `ActiveState` and start (between `config-units` lines);
+    without it ACTIVE is `unknown`: the probes read unit states and starts with a probe of their
+    own, and on a lab host each systemctl costs more than the rest of the script. It runs in
+    every verify and on every role run, so it forks little: `date`, one `stat` for all files,
+    then a cat and a sha256sum per unit; the rest is shell built-ins."""
     units = list(paths_by_unit)
     if not units:
         return ":"
+    every = " ".join(
+        shlex.quote(p) for p in dict.fromkeys(p for u in units for p in paths_by_unit[u])
+    )
     lines = [
         f'read -r u _ < /proc/uptime; printf \'{CLOCK} %s %s\\n\' "$(date +%s.%N)" "$u"',
+        # To the nanosecond on any coreutils: "2026-12-02 07:52:28.626941317 +0000".
+        f"stat -L -c '{CTIME} %z %n' -- {every} 2>/dev/null",
     ]
     if active:
         listed = " ".join(shlex.quote(f"{u}.service") for u in units)
@@ -109,14 +117,13 @@ def state_script(paths_by_unit: Mapping[str, Sequence[str]], *, active: bool = T
         )
     for unit in units:
         record = shlex.quote(f"{APPLIED_DIR}/{unit}")
-        files = " ".join(shlex.quote(p) for p in paths_by_unit[unit])
-        # One command substitution: the digest's line ("HASH  -"), then each file's ctime
-        # ("2026-12-02 07:52:28.626941317 +0000": to the nanosecond, on any coreutils).
+        listed = " ".join(shlex.quote(p) for p in paths_by_unit[unit])
+        each_file = shlex.quote(f"{FILE} {unit} %s\\n")
         lines.append(
             f"a=; if [ -r {record} ]; then read -r a < {record}; fi;"
-            f" h=$(cat -- {files} 2>/dev/null | sha256sum; stat -L -c %z -- {files} 2>/dev/null);"
-            f" printf '{MARK} %s %s %s unknown' {shlex.quote(unit)} \"${{a:-{NO_RECORD}}}\""
-            f" \"${{h%% *}}\"; printf ' %s' ${{h#*-}}; echo"
+            f" h=$(cat -- {listed} 2>/dev/null | sha256sum);"
+            f" printf '{MARK} %s %s %s unknown\\n' {shlex.quote(unit)} \"${{a:-{NO_RECORD}}}\""
+            f' "${{h%% *}}"; printf {each_file} {listed}'
         )
     return "; ".join(lines)
 
@@ -125,6 +132,8 @@ def parse_states(text: str, started: Mapping[str, int] | None = None) -> dict[st
     """The script's output; `started`: each unit's start as another probe read it
     (the script reads its own with `active`)."""
     clock: tuple[float, float] | None = None
+    ctimes: dict[str, float] = {}
+    files: dict[str, list[str]] = {}
     rows: list[list[str]] = []
     for line in text.splitlines():
         words = line.split()
@@ -133,7 +142,13 @@ def parse_states(text: str, started: Mapping[str, int] | None = None) -> dict[st
                 clock = (float(words[1]), float(words[2]))
             except ValueError:
                 clock = None
-        elif len(words) >= 5 and words[0] == MARK:
+        elif len(words) >= 5 and words[0] == CTIME:
+            when = _epoch(*words[1:4])
+            if when is not None:
+                ctimes[line.strip().split(maxsplit=4)[4]] = when
+        elif len(words) >= 3 and words[0] == FILE:
+            files.setdefault(words[1], []).append(line.strip().split(maxsplit=2)[2])
+        elif len(words) == 5 and words[0] == MARK:
             rows.append(words)
     # With `active`: systemctl's blocks between the two `config-units` lines, in row order.
     # A role's `raw` reads through a pty: its lines end in \r\n.
@@ -146,9 +161,9 @@ def parse_states(text: str, started: Mapping[str, int] | None = None) -> dict[st
     for words in rows:
         unit, applied, on_disk, active = words[1:5]
         active = shown[unit].active if unit in shown else active
-        ctimes = [t for i in range(5, len(words) - 2, 3) if (t := _epoch(*words[i : i + 3]))]
+        changed = [ctimes[path] for path in files.get(unit, ()) if path in ctimes]
         states[unit] = ConfigState(
-            applied, on_disk, active, _changed_after(ctimes, starts.get(unit, 0), clock)
+            applied, on_disk, active, _changed_after(changed, starts.get(unit, 0), clock)
         )
     return states
 

@@ -38,7 +38,7 @@ def test_a_file_changed_after_the_service_started_makes_it_stale(tmp_path: Path)
     """The record matches the file again, but the process started before the file was put
     back (restarted by hand with an edit, or by its crash loop): a backup moved into place
     keeps its old mtime, not its ctime."""
-    backup, conf = tmp_path / "etcd.saved", tmp_path / "etcd"
+    backup, conf = tmp_path / "etcd.saved", tmp_path / "it's etcd"  # quoted, and one word
     backup.write_text("A=1\n")
     os.utime(backup, (time.time() - 3600, time.time() - 3600))
     backup.rename(conf)
@@ -73,8 +73,14 @@ def test_the_roles_variant_reads_each_units_state_and_start_from_systemctl() -> 
         "ActiveState=active\nExecMainStartTimestampMonotonic=900000000\n\n"
         "ActiveState=failed\nExecMainStartTimestampMonotonic=0\n"
         "config-units\n"
-        f"config-state kube-apiserver {a} {a} unknown 2027-01-15 08:00:00.5 +0000\n"
-        f"config-state kube-scheduler {a} {a} unknown 2027-01-15 08:00:00.5 +0000\n"
+        "config-ctime 2027-01-15 08:00:00.5 +0000 /etc/kubernetes/config\n"
+        "config-ctime 2027-01-15 07:00:00.0 +0000 /etc/kubernetes/scheduler\n"
+        f"config-state kube-apiserver {a} {a} unknown\n"
+        "config-file kube-apiserver /etc/kubernetes/config\n"
+        "config-file kube-apiserver /etc/kubernetes/apiserver\n"  # missing: no ctime
+        f"config-state kube-scheduler {a} {a} unknown\n"
+        "config-file kube-scheduler /etc/kubernetes/config\n"
+        "config-file kube-scheduler /etc/kubernetes/scheduler\n"
     )
     states = service_state.parse_states(text)
     # Started 100 s ago (07:59:10.25), its file changed 50.25 s later.
