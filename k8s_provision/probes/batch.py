@@ -13,6 +13,7 @@ a `base64` and a pipe: about 4 ms of a host's CPU per run, a tenth of the script
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import shlex
@@ -64,7 +65,7 @@ def parse_batch(text: str, probes: Iterable[Probe[Any]]) -> dict[str, Output]:
     if not headers or headers[-1].group("end") is None:
         return {}
     files: dict[str, str] = {}
-    for header, following in zip(headers, headers[1:], strict=False):
+    for header, following in itertools.pairwise(headers):
         name = header.group("file")
         if name is None:
             return {}
