@@ -19,6 +19,11 @@ STATUSES: tuple[Status, ...] = ("pass", "fail", "warn", "skip")
 _STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 host`, `3 hosts`: for the nouns here, whose plural adds an s."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class Check:
     """One finding about one host. `check` is a stable short identifier (`unit:etcd`,

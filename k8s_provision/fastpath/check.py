@@ -14,6 +14,7 @@ from k8s_provision.fastpath.expected import Expected, expected
 from k8s_provision.model import Cluster, Host
 from k8s_provision.probes import HostFacts, Probe, collect
 from k8s_provision.probes.collector import Plan
+from k8s_provision.report import counted
 
 SCRIPT_TIMEOUT = 60.0
 
@@ -138,7 +139,7 @@ def decide(
     if full:
         return Decision(True, limit, "fast path: skipped (--full)")
     result = check(cluster, Options(hosts=tuple(hosts) if hosts is not None else None, also=also))
-    took = f"{len(result.checked)} hosts in {result.elapsed:.1f} s"
+    took = f"{counted(len(result.checked), 'host')} in {result.elapsed:.1f} s"
     if result.matches:
         return Decision(False, limit, f"fast path: the cluster already matches ({took})", result)
     chosen = limit if limit is not None else result.limit
@@ -148,9 +149,5 @@ def decide(
         where = "every host (a cluster-wide difference)"
     else:
         where = ", ".join(result.differing_hosts)
-    return Decision(
-        True,
-        chosen,
-        f"fast path: {len(result.differences)} differences ({took}); site.yml runs on {where}",
-        result,
-    )
+    found = counted(len(result.differences), "difference")
+    return Decision(True, chosen, f"fast path: {found} ({took}); site.yml runs on {where}", result)

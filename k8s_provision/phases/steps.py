@@ -10,6 +10,7 @@ from k8s_provision.errors import OperationFailed
 from k8s_provision.lock import LOCK_DIR, ClusterLock
 from k8s_provision.model import Host
 from k8s_provision.phases.manager import Context
+from k8s_provision.report import counted
 
 
 def _named(ctx: Context) -> list[Host]:
@@ -125,7 +126,8 @@ class Converge:
                 limit=ctx.limit,
             )
         ctx.out.note(
-            f"site.yml: ok on {len(ctx.result.stats)} hosts, {ctx.result.changed()} changes;"
+            f"site.yml: ok on {counted(len(ctx.result.stats), 'host')},"
+            f" {counted(ctx.result.changed(), 'change')};"
             f" log: {ctx.result.log_path}"
         )
 

@@ -138,7 +138,8 @@ def test_drift_hands_over_to_site_yml_which_repairs_it(
     assert (host, kind) in {(d.host, d.kind) for d in found.differences}, found.differences
     up = cli("up", str(converged_lab.inventory))
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
-    assert "differences" in up.stdout and "site.yml: ok" in up.stdout
+    assert "fast path: " in up.stdout and "site.yml runs on" in up.stdout
+    assert "site.yml: ok" in up.stdout
     after = fastpath.check(lab_cluster)
     assert after.matches, fastpath.describe(after, shown=50)
 
