@@ -1,10 +1,10 @@
 """The TCP socket under a direct SSH connection, set up for many small request and reply
-packets. Without this each command on a host waited about 40 ms twice, on the lab and on any
-OpenSSH server, for the meeting of Nagle's algorithm and delayed ACKs:
+packets. Without this each command waited about 40 ms twice against OpenSSH (measured from
+inside the lab's network), where Nagle's algorithm met delayed ACKs:
 
-- paramiko sends a command's exec request and its end of input back to back, and the kernel
-  held the second until the first was acknowledged; the host acknowledged it late, having
-  nothing to send yet (TCP_NODELAY on our side);
+- paramiko sends small packets in a row (the close of one command's channel, the open of the
+  next), and our kernel held the second until the first was acknowledged, which the host did
+  late, having nothing to send yet (TCP_NODELAY on our side);
 - sshd sends its host keys notice (hostkeys-00@openssh.com, which wants no answer) right after
   authentication and, before it turns TCP_NODELAY on for the session, holds its answer to our
   first channel open until we acknowledge that notice, which our kernel delays for having
