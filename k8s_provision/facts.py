@@ -230,6 +230,12 @@ def admin_kubeconfig(cluster: Cluster) -> str:
 
 # The kubelet's own health endpoint (its --healthz-port default, on loopback only).
 KUBELET_HEALTHZ_URL = "http://127.0.0.1:10248/healthz"
+# The controller manager's and the scheduler's (their --port defaults): where the API server
+# asks when `kubectl get componentstatuses` runs, which verify does.
+CONTROLLERS_HEALTHZ_URLS = (
+    "http://127.0.0.1:10252/healthz",
+    "http://127.0.0.1:10251/healthz",
+)
 
 
 def kubelet_client_cert(cluster: Cluster) -> str:
@@ -304,6 +310,7 @@ def context(cluster: Cluster, host: Host) -> dict[str, Any]:
         "api_local_url": api_local_url(cluster),
         "api_ca": api_ca(cluster),
         "kubelet_healthz_url": KUBELET_HEALTHZ_URL,
+        "controllers_healthz_urls": list(CONTROLLERS_HEALTHZ_URLS),
         "kubelet_client_cert": kubelet_client_cert(cluster),
         "kubelet_client_key": kubelet_client_key(cluster),
         "pki_files": pki_files(cluster, host),
