@@ -31,12 +31,12 @@ def _job(index: int, command: str) -> str:
     # `eval` in a subshell: each probe is parsed on its own (a probe that does not parse fails
     # alone), and its `exit` or `cd` ends only that subshell. The subshell that runs it writes
     # the exit code last, so a probe killed at the deadline leaves no code.
-    # `$m` is MARK (set once at the top of the jobs).
+    # `$k8sp_mark` is MARK, set once at the top of the jobs and unset for the probe itself.
     out, err, rc = (f'"$0/{index}.{suffix}"' for suffix in ("out", "err", "rc"))
     return (
-        f'{{ echo "$m {index}.out" >{out}; echo "$m {index}.err" >{err};'
-        f" (eval {shlex.quote(command)}) >>{out} 2>>{err} </dev/null;"
-        f' printf "$m {index}.rc\\n%s\\n" $? >{rc}; }} &'
+        f'{{ echo "$k8sp_mark {index}.out" >{out}; echo "$k8sp_mark {index}.err" >{err};'
+        f" (unset k8sp_mark; eval {shlex.quote(command)}) >>{out} 2>>{err} </dev/null;"
+        f' printf "$k8sp_mark {index}.rc\\n%s\\n" $? >{rc}; }} &'
     )
 
 
@@ -44,7 +44,9 @@ def batch_script(probes: Iterable[Probe[Any]], timeout: int = PROBE_TIMEOUT) -> 
     """One POSIX sh script running every probe in parallel for at most `timeout` seconds (then
     TERM to all of them, KILL 2 s later). It prints each probe's files, each after a header
     line `MARK <index>.<out|err|rc>`, then `MARK end`."""
-    jobs = "\n".join([f"m={MARK}", *(_job(i, p.command) for i, p in enumerate(probes)), "wait"])
+    jobs = "\n".join(
+        [f"k8sp_mark={MARK}", *(_job(i, p.command) for i, p in enumerate(probes)), "wait"]
+    )
     lines = [
         "d=$(mktemp -d) || exit 125",
         "trap 'rm -rf \"$d\"' EXIT",

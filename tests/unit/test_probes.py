@@ -132,6 +132,8 @@ def test_batch_script_runs_probes_in_parallel_and_frames_their_output() -> None:
         Probe("after-broken", "echo fine", raw),
         Probe("exits", "exit 7; echo unreachable", raw),
         Probe("quotes", "printf '%s|' \"a'b\" 'c\"d' \\$HOME", raw),
+        # The framing's mark is not the probe's to print.
+        Probe("mark", 'echo "[$k8sp_mark]"', raw),
     ]
     outputs, elapsed = _run_batch(probes, timeout=1)
     assert outputs["plain"] == Output(0, "two\nlines", "")
@@ -148,6 +150,7 @@ def test_batch_script_runs_probes_in_parallel_and_frames_their_output() -> None:
     assert outputs["after-broken"] == Output(0, "fine\n", "")
     assert outputs["exits"] == Output(7, "", "")
     assert outputs["quotes"].stdout == "a'b|c\"d|$HOME|"
+    assert outputs["mark"] == Output(0, "[]\n", "")
 
 
 def _running(command: str) -> list[int]:
