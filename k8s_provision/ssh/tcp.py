@@ -1,8 +1,9 @@
 """The TCP socket under a direct SSH connection, set up for many small request and reply
-packets. Without this each command waited about 40 ms twice against OpenSSH (measured from
-inside the lab's network), where Nagle's algorithm met delayed ACKs:
+packets. Without this, against OpenSSH (measured from inside the lab's network), the handshake
+took about 40 ms longer and every command waited about 40 ms more, where Nagle's algorithm met
+delayed ACKs:
 
-- paramiko sends small packets in a row (the close of one command's channel, the open of the
+- paramiko sends small packets in a row (such as the close of one channel and the open of the
   next), and our kernel held the second until the first was acknowledged, which the host did
   late, having nothing to send yet (TCP_NODELAY on our side);
 - sshd sends its host keys notice (hostkeys-00@openssh.com, which wants no answer) right after
