@@ -38,7 +38,7 @@ def test_a_file_changed_after_the_service_started_makes_it_stale(tmp_path: Path)
     """The record matches the file again, but the process started before the file was put
     back (restarted by hand with an edit, or by its crash loop): a backup moved into place
     keeps its old mtime, not its ctime."""
-    backup, conf = tmp_path / "etcd.saved", tmp_path / "it's etcd"  # quoted, and one word
+    backup, conf = tmp_path / "etcd.saved", tmp_path / "it's etcd"  # a quote and a space
     backup.write_text("A=1\n")
     os.utime(backup, (time.time() - 3600, time.time() - 3600))
     backup.rename(conf)
