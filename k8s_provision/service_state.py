@@ -135,7 +135,9 @@ def parse_states(text: str, started: Mapping[str, int] | None = None) -> dict[st
     ctimes: dict[str, float] = {}
     files: dict[str, list[str]] = {}
     rows: list[list[str]] = []
-    for line in text.splitlines():
+    # A role's `raw` reads through a pty: its lines end in \r\n.
+    lines = [line.rstrip() for line in text.splitlines()]
+    for line in lines:
         words = line.split()
         if len(words) == 3 and words[0] == CLOCK:
             try:
@@ -145,14 +147,12 @@ def parse_states(text: str, started: Mapping[str, int] | None = None) -> dict[st
         elif len(words) >= 5 and words[0] == CTIME:
             when = _epoch(*words[1:4])
             if when is not None:
-                ctimes[line.strip().split(maxsplit=4)[4]] = when
+                ctimes[line.split(maxsplit=4)[4]] = when
         elif len(words) >= 3 and words[0] == FILE:
-            files.setdefault(words[1], []).append(line.strip().split(maxsplit=2)[2])
+            files.setdefault(words[1], []).append(line.split(maxsplit=2)[2])
         elif len(words) == 5 and words[0] == MARK:
             rows.append(words)
     # With `active`: systemctl's blocks between the two `config-units` lines, in row order.
-    # A role's `raw` reads through a pty: its lines end in \r\n.
-    lines = [line.rstrip() for line in text.splitlines()]
     marks = [i for i, line in enumerate(lines) if line == UNITS_MARK][:2]
     block = "\n".join(lines[marks[0] + 1 : marks[1]]) if len(marks) == 2 else ""
     shown = systemd.parse_units(block, [w[1] for w in rows])
