@@ -60,7 +60,7 @@ def summary(report: Report, what: str) -> str:
     parts = [
         f"{counts['pass']} passed",
         f"{counts['fail']} failed",
-        f"{counts['warn']} {'warning' if counts['warn'] == 1 else 'warnings'}",
+        counted(counts["warn"], "warning"),
         f"{counts['skip']} skipped",
     ]
     verdict = "OK" if report.ok else "FAILED"

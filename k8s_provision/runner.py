@@ -22,6 +22,7 @@ from typing import Any
 from k8s_provision import ssh_args
 from k8s_provision.errors import Interrupted, OperationFailed, ProvisionError, UsageError
 from k8s_provision.paths import COLLECTION, ansible_cfg, playbooks_dir, share_dir
+from k8s_provision.report import counted
 
 Event = dict[str, Any]
 EventHandler = Callable[[Event], None]
@@ -293,9 +294,9 @@ def failure_error(result: RunResult) -> ProvisionError | None:
             message = failure.message.splitlines()[0] if failure.message else "(no message)"
             details.append(f"{failure.host}: {what}: {message}")
         details.append(log)
-        noun = "host" if len(hosts) == 1 else "hosts"
         return OperationFailed(
-            f"{result.playbook} failed on {len(hosts)} {noun}: {', '.join(hosts)}", details=details
+            f"{result.playbook} failed on {counted(len(hosts), 'host')}: {', '.join(hosts)}",
+            details=details,
         )
     if code == 5:
         return UsageError(

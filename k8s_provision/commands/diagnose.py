@@ -18,6 +18,7 @@ from k8s_provision import diagnose, runbook
 from k8s_provision.commands.options import inventory_options, load_inventory
 from k8s_provision.diagnose import Finding
 from k8s_provision.errors import OperationFailed, UsageError
+from k8s_provision.report import counted
 
 _STAGES = {
     "collecting": "collecting from {detail}",
@@ -91,8 +92,8 @@ def _summary(result: diagnose.Diagnosis) -> str:
         return f"diagnose: OK, no problems found on {where}"
     verdict = "FAILED" if errors else "OK"
     return (
-        f"diagnose: {verdict}, {errors} error{'s' if errors != 1 else ''},"
-        f" {warnings} warning{'s' if warnings != 1 else ''} on {where}"
+        f"diagnose: {verdict}, {counted(errors, 'error')}, {counted(warnings, 'warning')}"
+        f" on {where}"
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from k8s_provision import render
 from k8s_provision.diagnose.collection import Collected
 from k8s_provision.model import Cluster
+from k8s_provision.report import counted
 
 
 @dataclass(frozen=True)
@@ -56,4 +57,4 @@ def diff_stat(diff: str) -> str:
     lines = diff.splitlines()
     added = sum(1 for x in lines if x.startswith("+") and not x.startswith("+++"))
     removed = sum(1 for x in lines if x.startswith("-") and not x.startswith("---"))
-    return f"{added} line{'s' if added != 1 else ''} added, {removed} removed"
+    return f"{counted(added, 'line')} added, {removed} removed"

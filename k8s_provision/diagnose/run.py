@@ -15,6 +15,7 @@ from k8s_provision.diagnose.match import Finding
 from k8s_provision.diagnose.plan import journal_since
 from k8s_provision.model import Cluster
 from k8s_provision.probes.collector import Progress
+from k8s_provision.report import counted
 
 
 @dataclass(frozen=True)
@@ -71,5 +72,7 @@ def diagnose(
 def failure_summary(findings: Sequence[Finding]) -> str:
     errors = [f for f in findings if f.severity == "error"]
     first = errors[0]
-    noun = "error" if len(errors) == 1 else "errors"
-    return f"diagnose: {len(errors)} {noun}; first: {first.host} {first.component} [{first.id}]"
+    return (
+        f"diagnose: {counted(len(errors), 'error')}; first:"
+        f" {first.host} {first.component} [{first.id}]"
+    )

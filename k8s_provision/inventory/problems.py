@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from k8s_provision.errors import InventoryError
+from k8s_provision.report import counted
 
 # Long lists (duplicate addresses among thousands of hosts) are cut to this many names, so a
 # message stays one readable line.
@@ -39,8 +40,7 @@ class Problems:
 
     def raise_if_any(self) -> None:
         if self.lines:
-            count = len(self.lines)
-            noun = "problem" if count == 1 else "problems"
             raise InventoryError(
-                f"{self.source}: invalid inventory ({count} {noun})", details=self.lines
+                f"{self.source}: invalid inventory ({counted(len(self.lines), 'problem')})",
+                details=self.lines,
             )

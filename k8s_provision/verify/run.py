@@ -5,7 +5,7 @@ from __future__ import annotations
 from k8s_provision import probes, ssh
 from k8s_provision.model import Cluster
 from k8s_provision.probes import HostFacts
-from k8s_provision.report import Report
+from k8s_provision.report import Report, counted
 from k8s_provision.verify.evaluation import evaluate
 from k8s_provision.verify.plan import probes_for
 
@@ -43,5 +43,4 @@ def failure_summary(report: Report) -> str:
     failed = report.failed
     listed = ", ".join(f"{c.host} {c.check}" for c in failed[:6])
     more = f" and {len(failed) - 6} more" if len(failed) > 6 else ""
-    noun = "check" if len(failed) == 1 else "checks"
-    return f"verify: {len(failed)} {noun} failed: {listed}{more}"
+    return f"verify: {counted(len(failed), 'check')} failed: {listed}{more}"
