@@ -122,7 +122,7 @@ def differences(cluster: Cluster, host: Host, spec_for: Any, got: HostFacts) -> 
             if name not in installed:
                 differ("package", name, "installed", "missing")
 
-    runs = got.read(fp.units(())) or {}
+    runs = got.read(fp.units([u.name for u in spec.units])) or {}
     for unit in spec.units:
         run = runs.get(unit.name)
         if run is None:

@@ -34,43 +34,9 @@ def packages(query: str, names: Sequence[str]) -> Probe[frozenset[str]]:
     return Probe("fp-packages", f"{query} {' '.join(map(shlex.quote, names))}", parse_packages)
 
 
-@dataclass(frozen=True)
-class UnitRun:
-    load: str
-    active: str
-    file_state: str
-    started: int = 0  # systemd.START_PROPERTY: when the main process was executed
-
-
-def parse_units(output: Output) -> dict[str, UnitRun]:
-    runs: dict[str, UnitRun] = {}
-    unit, props = "", dict[str, str]()
-    for line in [*output.stdout.splitlines(), "@unit "]:
-        if line.startswith("@unit "):
-            if unit:
-                runs[unit] = UnitRun(
-                    props.get("LoadState", ""),
-                    props.get("ActiveState", ""),
-                    props.get("UnitFileState", ""),
-                    systemd.started(props),
-                )
-            unit, props = line.removeprefix("@unit ").strip(), {}
-        else:
-            key, _, value = line.partition("=")
-            props[key] = value.strip()
-    return runs
-
-
-def units(names: Sequence[str]) -> Probe[dict[str, UnitRun]]:
-    """Load, active and enabled state of each unit."""
-    quoted = " ".join(shlex.quote(n) for n in names)
-    return Probe(
-        "fp-units",
-        f'for u in {quoted}; do echo "@unit $u";'
-        " systemctl show -p LoadState -p ActiveState -p UnitFileState"
-        f' -p {systemd.START_PROPERTY} -- "$u.service"; done',
-        parse_units,
-    )
+def units(names: Sequence[str]) -> Probe[dict[str, systemd.UnitState]]:
+    """Load, active and enabled state of each unit, read as verify reads them."""
+    return systemd.units(names, probe="fp-units")
 
 
 @dataclass(frozen=True)
@@ -80,30 +46,46 @@ class Kernel:
     modules: frozenset[str]  # of those asked for, the ones loaded
 
 
+SYSCTL_ROOT = "/proc/sys/"
+# sysctl's names swap /proc/sys's separators: net.ipv4.conf.eth0/100.forwarding is the file
+# net/ipv4/conf/eth0.100/forwarding.
+_SYSCTL_TO_PATH = str.maketrans("./", "/.")
+
+
+def sysctl_path(key: str) -> str:
+    return SYSCTL_ROOT + key.translate(_SYSCTL_TO_PATH)
+
+
 def parse_kernel(output: Output) -> Kernel:
-    values: dict[str, str] = {}
+    values: dict[str, list[str]] = {}
     modules: set[str] = set()
     container = False
     for line in output.stdout.splitlines():
+        if line.startswith(SYSCTL_ROOT):
+            path, _, value = line.partition(":")
+            key = path.removeprefix(SYSCTL_ROOT).translate(_SYSCTL_TO_PATH)
+            values.setdefault(key, []).append(value)
+            continue
         key, _, value = line.partition("=")
         if key == "@container":
             container = value.strip() not in ("", "none")
         elif key == "@module":
             modules.add(value.strip())
-        elif key:
-            values[key.strip()] = value.strip()
-    return Kernel(container, values, frozenset(modules))
+    sysctl = {key: "\n".join(lines).strip() for key, lines in values.items()}
+    return Kernel(container, sysctl, frozenset(modules))
 
 
 def kernel(keys: Sequence[str], modules: Sequence[str]) -> Probe[Kernel]:
-    """Whether the host is a container, the live value of each sysctl key, and which of
-    `modules` are loaded (/sys/module lists built-in ones too)."""
-    loop = " ".join(shlex.quote(k) for k in keys)
+    """Whether the host is a container, the live value of each sysctl key (one grep prints
+    every file's lines after its path, where a `sysctl -n` per key cost a process each; an
+    unreadable key prints nothing), and which of `modules` are loaded (/sys/module lists
+    built-in ones too)."""
+    paths = " ".join(shlex.quote(sysctl_path(k)) for k in dict.fromkeys(keys))
     loaded = " ".join(shlex.quote(m) for m in modules)
+    read = f" grep -H '' -- {paths} 2>/dev/null;" if keys else ""
     return Probe(
         "fp-kernel",
-        'echo "@container=$(systemd-detect-virt -c 2>/dev/null)";'
-        f' for k in {loop}; do echo "$k=$(sysctl -n "$k" 2>/dev/null)"; done;'
+        f'echo "@container=$(systemd-detect-virt -c 2>/dev/null)";{read}'
         f' for m in {loaded}; do [ -d "/sys/module/$m" ] && echo "@module=$m"; done; true',
         parse_kernel,
     )

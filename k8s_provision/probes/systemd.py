@@ -53,15 +53,16 @@ def started(props: Mapping[str, str]) -> int:
     return int(value) if value.isdigit() else 0
 
 
-def units(names: Sequence[str]) -> Probe[dict[str, UnitState]]:
-    """The state of each unit in `names`; {} when systemctl failed (see the raw output)."""
+def units(names: Sequence[str], probe: str = "units") -> Probe[dict[str, UnitState]]:
+    """The state of each unit in `names`, with one systemctl for all of them; {} when
+    systemctl failed (see the raw output). `probe` names the probe in a batch."""
     listed = " ".join(f"{u}.service" for u in names)
 
     def parse(output: Output) -> dict[str, UnitState]:
         return parse_units(output.stdout, names) if output.exit_code == 0 else {}
 
     return Probe(
-        "units",
+        probe,
         f"systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState,{START_PROPERTY}"
         f" -- {listed}",
         parse,

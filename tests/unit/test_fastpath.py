@@ -48,14 +48,15 @@ def converged(cluster: Cluster, host: Host, spec: Expected, container: bool = Fa
     expected state: the reader of real output is tested by running the probes below)."""
     files = [FileState(f.path, "file", f.sha256, f.mode, f.owner, f.group) for f in spec.files]
     files += [FileState(d.path, "dir", "", d.mode, d.owner, d.group) for d in spec.directories]
-    units = "".join(
-        f"@unit {u.name}\nLoadState=loaded\nActiveState={'active' if u.active else 'inactive'}\n"
+    units = "\n".join(
+        f"Id={u.name}.service\nLoadState=loaded\n"
+        f"ActiveState={'active' if u.active else 'inactive'}\n"
         f"UnitFileState={'enabled' if u.enabled else 'disabled'}\n"
         for u in spec.units
     )
     kernel = (
         f"@container={'systemd-nspawn' if container else 'none'}\n"
-        + "".join(f"{k}={v}\n" for k, v in spec.sysctl.items())
+        + "".join(f"{fp.sysctl_path(k)}:{v}\n" for k, v in spec.sysctl.items())
         + "".join(f"@module={m}\n" for m in spec.modules)
     )
     begin, end = spec.hosts_markers
@@ -192,7 +193,7 @@ DRIFT = {
         edit("config-state", f"kubelet {APPLIED} {APPLIED}", f"kubelet {APPLIED} {'b' * 64}"),
         "config-freshness",
     ),
-    "sysctl changed": ("node1", edit("fp-kernel", "ip_forward=1", "ip_forward=0"), "sysctl"),
+    "sysctl changed": ("node1", edit("fp-kernel", "ip_forward:1", "ip_forward:0"), "sysctl"),
     "module unloaded": ("node1", edit("fp-kernel", "@module=br_netfilter", ""), "kernel-module"),
     "firewall rule removed": ("node1", edit("fp-firewall", "10250/tcp", ""), "firewall"),
     "trusted source removed": ("node1", edit("fp-firewall", "172.17.0.0/16", ""), "firewall"),
@@ -266,7 +267,7 @@ def test_the_probes_read_a_real_filesystem(cluster: Cluster, tmp_path: Path) -> 
     empty.touch()
     paths = [str(present), str(tmp_path), str(tmp_path / "absent"), str(empty)]
     files_probe = fp.files(paths)
-    kernel_probe = fp.kernel(["kernel.ostype"], ["no_such_module_here"])
+    kernel_probe = fp.kernel(["kernel.ostype", "no.such.key"], ["no_such_module_here"])
     packages_probe = fp.packages("printf '%s install ok installed\\n'", ["etcd"])
     script = batch.batch_script([files_probe, kernel_probe, packages_probe])
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
