@@ -23,7 +23,7 @@ from k8s_provision.errors import UsageError
 from k8s_provision.files import atomic_write
 from k8s_provision.model import Cluster
 from k8s_provision.probes import PROBE_TIMEOUT, TIMED_OUT, Output
-from k8s_provision.probes.systemd import JOURNAL_LINES
+from k8s_provision.probes.systemd import JOURNAL_LINES, split_status
 
 
 def default_bundle_path(now: datetime | None = None) -> Path:
@@ -69,8 +69,12 @@ def _host_members(got: Collected, drifts: Sequence[Drift]) -> tuple[dict[str, st
                 files["files" + subject] = output.stdout
         elif kind == "journal":
             files[f"journal/{subject}.log"] = output.stdout
-        elif kind == "status":
-            files[f"systemctl-status/{subject}.txt"] = _command_file(got.commands[name], output)
+        elif kind == "status" and (blocks := split_status(output)):
+            # One systemctl for all units; a file per unit, each with the command and its exit.
+            for unit, block in blocks.items():
+                files[f"systemctl-status/{unit}.txt"] = _command_file(
+                    got.commands[name], Output(output.exit_code, block)
+                )
         else:
             command = got.commands.get(name, name)
             files[f"commands/{name}.txt"] = _command_file(command, output)

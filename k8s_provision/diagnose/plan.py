@@ -46,9 +46,9 @@ def disk_paths(cluster: Cluster, host: Host) -> list[str]:
 
 def diagnose_probes(cluster: Cluster, host: Host, since: str) -> list[Probe[Any]]:
     """Diagnose's own probes for `host` (verify's run alongside, see `probes_for`)."""
-    probes: list[Probe[Any]] = []
-    for unit in facts.host_units(host):
-        probes += [systemd.status(unit), systemd.journal(unit, since)]
+    units = facts.host_units(host)
+    probes: list[Probe[Any]] = [systemd.status(units)] if units else []
+    probes += [systemd.journal(unit, since) for unit in units]
     probes += [host_probes.file(planned.dest) for planned in render.planned_files(cluster, host)]
     probes += [
         host_probes.os_release(),

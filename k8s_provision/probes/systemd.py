@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from k8s_provision.probes.base import Output, Probe, raw
+from k8s_provision.probes.base import Output, Probe
 
 # When the main process was executed (CLOCK_MONOTONIC microseconds): what a service's config
 # files are compared with (service_state).
@@ -69,9 +69,40 @@ def units(names: Sequence[str], probe: str = "units") -> Probe[dict[str, UnitSta
     )
 
 
-def status(unit: str) -> Probe[Output]:
-    # -n 0: its log lines are the journal probe's; reading the journal twice is most of its cost.
-    return Probe(f"status:{unit}", f"systemctl status --no-pager -l -n 0 -- {unit}.service", raw)
+# The first line of a unit's block in `systemctl status`: its state glyph (an asterisk outside
+# UTF-8 locales), then the unit's name.
+_STATUS_HEADER = re.compile(r"^\S (?P<unit>\S+)\.service(?: - .*)?$", re.MULTILINE)
+_STATUS_NOT_FOUND = re.compile(r"^Unit (?P<unit>\S+)\.service could not be found\.$")
+
+
+def status(units: Sequence[str]) -> Probe[dict[str, str]]:
+    """`systemctl status` of every unit in `units`, one systemctl for all of them, read into
+    {unit: its block} (see `split_status`). -n 0: the log lines are the journal probe's, and
+    reading the journal twice was most of the command's cost."""
+    listed = " ".join(f"{u}.service" for u in units)
+    return Probe(
+        "status",
+        f"systemctl status --no-pager -l -n 0 -- {listed}",
+        split_status,
+    )
+
+
+def split_status(output: Output) -> dict[str, str]:
+    """{unit: its block of `systemctl status`}, each block from its header line to the next;
+    a unit systemctl could not find gets its error line (printed on stderr)."""
+    text = output.stdout
+    headers = list(_STATUS_HEADER.finditer(text))
+    blocks = {
+        header["unit"]: text[header.start() : following].strip("\n") + "\n"
+        for header, following in zip(
+            headers, [h.start() for h in headers[1:]] + [len(text)], strict=True
+        )
+    }
+    for line in output.stderr.splitlines():
+        missing = _STATUS_NOT_FOUND.match(line.strip())
+        if missing:
+            blocks.setdefault(missing["unit"], line.strip() + "\n")
+    return blocks
 
 
 # ---------------------------------------------------------------------------------------------

@@ -173,9 +173,12 @@ def healthy(cluster: Cluster) -> dict[str, Collected]:
             ),
             "flannel-config-search": Output(0, f"/atomic.io/network/config\t{NETWORK_JSON}\n"),
         }
+        outputs["status"] = Output(
+            0,
+            "\n".join(f"* {unit}.service - {unit}\n   Active: active (running)" for unit in units),
+        )
         for unit in units:
             outputs[f"journal:{unit}"] = Output(0, started(host.name, unit))
-            outputs[f"status:{unit}"] = Output(0, f"* {unit}.service\n   Active: active (running)")
         for path, content in rendered[host.name].items():
             outputs[f"file:{path}"] = Output(0, content)
         commands = {p.name: p.command for p in diagnose.probes_for(cluster, host, "-1h")}

@@ -189,6 +189,11 @@ def test_diagnose_writes_every_reachable_host_and_the_manifest(
             assert f"diag/{host}/{part}" in files
     assert "diag/master/commands/kubectl-describe-nodes.txt" in files
     assert files["diag/master/commands/ip-route.txt"].startswith("$ ip route\n# exit 0\n")
+    # One systemctl status for all of a host's units, filed per unit.
+    etcd_status = files["diag/node1/systemctl-status/etcd.txt"]
+    assert etcd_status.startswith("$ systemctl status --no-pager -l -n 0 -- etcd.service ")
+    assert "* etcd.service - etcd\n   Active: active (running)\n" in etcd_status
+    assert "kubelet" not in etcd_status.partition("\n# exit 0\n")[2]
     assert files["diag/node2/error.txt"] == "timed out connecting to 192.168.10.3:22\n"
     assert "1. ERROR node2 ssh [host-unreachable]" in files["diag/findings.txt"]
 

@@ -218,6 +218,34 @@ def test_parse_units_matches_blocks_by_position() -> None:
     assert states["flanneld"].active == "failed"
 
 
+# `systemctl status --no-pager -l -n 0 -- etcd.service kubelet.service flanneld.service` as
+# systemd 252 prints it (a stopped unit's glyph, a unit without a description), flanneld not
+# installed.
+STATUS = """\
+● etcd.service - Etcd Server
+     Loaded: loaded (/lib/systemd/system/etcd.service; enabled; preset: enabled)
+     Active: active (running) since Wed 2026-12-02 17:35:40 UTC; 2min ago
+   Main PID: 393 (etcd)
+
+○ kubelet.service
+     Loaded: loaded (/etc/systemd/system/kubelet.service; disabled; preset: enabled)
+     Active: inactive (dead)
+"""
+
+
+def test_status_is_split_into_each_units_block() -> None:
+    probe = systemd.status(["etcd", "kubelet", "flanneld"])
+    assert probe.command.endswith("-- etcd.service kubelet.service flanneld.service")
+    blocks = probe.parse(Output(4, STATUS, "Unit flanneld.service could not be found.\n"))
+    assert list(blocks) == ["etcd", "kubelet", "flanneld"]
+    assert blocks["etcd"].startswith("● etcd.service - Etcd Server\n")
+    assert blocks["etcd"].endswith("Main PID: 393 (etcd)\n")
+    assert blocks["kubelet"] == STATUS[STATUS.index("○ kubelet") :]
+    assert blocks["flanneld"] == "Unit flanneld.service could not be found.\n"
+    # Outside a UTF-8 locale the glyph is an asterisk.
+    assert list(systemd.split_status(Output(0, STATUS.replace("●", "*")))) == ["etcd", "kubelet"]
+
+
 def test_etcdctl_problem_skips_json_log_lines() -> None:
     output = Output(1, "", UNHEALTHY.replace("{ip}", "192.168.10.2"))
     assert etcd.etcdctl_problem(output) == "failed to commit proposal: context deadline exceeded"
