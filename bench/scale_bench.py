@@ -190,7 +190,11 @@ def chart(rows: dict[int, dict[str, float]]) -> None:
 
 
 def write(rows: dict[int, dict[str, float]]) -> None:
+    """The chart, and the page's head with this run's table; the page's sections (earlier
+    runs, written by hand with what changed between them) are kept."""
     chart(rows)
+    page = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    sections = page[page.index("\n## ") :] if "\n## " in page else ""
     DOC.write_text(
         "# Performance\n\n"
         "Written by `bench/scale_bench.py` on this project's 2-core test machine, shared with"
@@ -203,7 +207,7 @@ def write(rows: dict[int, dict[str, float]]) -> None:
         " 3 hosts, the two run alternately on the same lab.\n\n"
         "Labs run the default `k8s_security: tls` with the lab's Kubernetes 1.20 binaries, so"
         " every node runs a kubelet and kube-proxy and the master an API server.\n\n"
-        f"{table(rows)}\n\n{growth(rows)}![commands by cluster size]({CHART.name})\n",
+        f"{table(rows)}\n\n{growth(rows)}![commands by cluster size]({CHART.name})\n" + sections,
         encoding="utf-8",
     )
 
