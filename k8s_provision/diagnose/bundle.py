@@ -69,12 +69,10 @@ def _host_members(got: Collected, drifts: Sequence[Drift]) -> tuple[dict[str, st
                 files["files" + subject] = output.stdout
         elif kind == "journal":
             files[f"journal/{subject}.log"] = output.stdout
-        elif kind == "status" and (blocks := split_status(output)):
+        elif kind == "status" and (shares := split_status(output)):
             # One systemctl for all units; a file per unit, each with the command and its exit.
-            for unit, block in blocks.items():
-                files[f"systemctl-status/{unit}.txt"] = _command_file(
-                    got.commands[name], Output(output.exit_code, block)
-                )
+            for unit, share in shares.items():
+                files[f"systemctl-status/{unit}.txt"] = _command_file(got.commands[name], share)
         else:
             command = got.commands.get(name, name)
             files[f"commands/{name}.txt"] = _command_file(command, output)

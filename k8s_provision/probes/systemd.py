@@ -72,37 +72,33 @@ def units(names: Sequence[str], probe: str = "units") -> Probe[dict[str, UnitSta
 # The first line of a unit's block in `systemctl status`: its state glyph (an asterisk outside
 # UTF-8 locales), then the unit's name.
 _STATUS_HEADER = re.compile(r"^\S (?P<unit>\S+)\.service(?: - .*)?$", re.MULTILINE)
-_STATUS_NOT_FOUND = re.compile(r"^Unit (?P<unit>\S+)\.service could not be found\.$")
+_SERVICE = re.compile(r"(?P<unit>[\w@:.-]+)\.service\b")
 
 
-def status(units: Sequence[str]) -> Probe[dict[str, str]]:
+def status(units: Sequence[str]) -> Probe[dict[str, Output]]:
     """`systemctl status` of every unit in `units`, one systemctl for all of them, read into
-    {unit: its block} (see `split_status`). -n 0: the log lines are the journal probe's, and
+    each unit's share (see `split_status`). -n 0: the log lines are the journal probe's, and
     reading the journal twice was most of the command's cost."""
     listed = " ".join(f"{u}.service" for u in units)
-    return Probe(
-        "status",
-        f"systemctl status --no-pager -l -n 0 -- {listed}",
-        split_status,
-    )
+    return Probe("status", f"systemctl status --no-pager -l -n 0 -- {listed}", split_status)
 
 
-def split_status(output: Output) -> dict[str, str]:
-    """{unit: its block of `systemctl status`}, each block from its header line to the next;
-    a unit systemctl could not find gets its error line (printed on stderr)."""
+def split_status(output: Output) -> dict[str, Output]:
+    """{unit: its share of `systemctl status`}: its block of stdout (header line to the next
+    header) and the stderr lines that name it ("Unit x.service could not be found."), with
+    the command's exit code."""
     text = output.stdout
     headers = list(_STATUS_HEADER.finditer(text))
-    blocks = {
-        header["unit"]: text[header.start() : following].strip("\n") + "\n"
-        for header, following in zip(
-            headers, [h.start() for h in headers[1:]] + [len(text)], strict=True
-        )
+    ends = [h.start() for h in headers[1:]] + [len(text)]
+    shares = {
+        header["unit"]: [text[header.start() : end].strip("\n") + "\n", ""]
+        for header, end in zip(headers, ends, strict=True)
     }
-    for line in output.stderr.splitlines():
-        missing = _STATUS_NOT_FOUND.match(line.strip())
-        if missing:
-            blocks.setdefault(missing["unit"], line.strip() + "\n")
-    return blocks
+    for line in output.stderr.splitlines(keepends=True):
+        named = _SERVICE.search(line)
+        if named:
+            shares.setdefault(named["unit"], ["", ""])[1] += line
+    return {unit: Output(output.exit_code, out, err) for unit, (out, err) in shares.items()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -233,15 +233,22 @@ STATUS = """\
 """
 
 
-def test_status_is_split_into_each_units_block() -> None:
+def test_status_is_split_into_each_units_share() -> None:
     probe = systemd.status(["etcd", "kubelet", "flanneld"])
     assert probe.command.endswith("-- etcd.service kubelet.service flanneld.service")
-    blocks = probe.parse(Output(4, STATUS, "Unit flanneld.service could not be found.\n"))
-    assert list(blocks) == ["etcd", "kubelet", "flanneld"]
-    assert blocks["etcd"].startswith("● etcd.service - Etcd Server\n")
-    assert blocks["etcd"].endswith("Main PID: 393 (etcd)\n")
-    assert blocks["kubelet"] == STATUS[STATUS.index("○ kubelet") :]
-    assert blocks["flanneld"] == "Unit flanneld.service could not be found.\n"
+    stderr = (
+        "Warning: The unit file, source configuration file or drop-ins of kubelet.service"
+        " changed on disk. Run 'systemctl daemon-reload' to reload units.\n"
+        "Unit flanneld.service could not be found.\n"
+    )
+    shares = probe.parse(Output(4, STATUS, stderr))
+    assert list(shares) == ["etcd", "kubelet", "flanneld"]
+    assert shares["etcd"].stdout.startswith("● etcd.service - Etcd Server\n")
+    assert shares["etcd"].stdout.endswith("Main PID: 393 (etcd)\n")
+    assert shares["etcd"].stderr == "" and shares["etcd"].exit_code == 4
+    assert shares["kubelet"].stdout == STATUS[STATUS.index("○ kubelet") :]
+    assert shares["kubelet"].stderr == stderr.splitlines(keepends=True)[0]
+    assert shares["flanneld"] == Output(4, "", "Unit flanneld.service could not be found.\n")
     # Outside a UTF-8 locale the glyph is an asterisk.
     assert list(systemd.split_status(Output(0, STATUS.replace("●", "*")))) == ["etcd", "kubelet"]
 
