@@ -1,6 +1,7 @@
 """What configuration each service runs with, judged from state on the host rather than from
-what one run changed: when k8s-provision (re)starts a service it records, on the host, the
-SHA-256 of the config files the service reads. A running service whose record differs from the
+what one run changed: when k8s-provision (re)starts a service it records, on the host, a
+digest of the config files the service reads (the SHA-256 of each file's path and SHA-256, so
+one `sha256sum` reads every file of a host). A running service whose record differs from the
 files on disk predates its configuration, whichever run wrote the files and however that run
 ended; so does one whose files changed after it last started (restarted by hand or by its
 crash loop while a file was edited, then the file put back: the record matches again, the
@@ -9,10 +10,16 @@ nobody can set back (a backup moved into place keeps its old mtime). The roles r
 one member at a time) and verify reports it (config:stale).
 
 The roles (through the collection filters in plugins/filter/service_state.py) and verify use
-the same scripts below, so both judge by the same bytes."""
+the same scripts below, so both judge by the same bytes.
+
+Records written before this form (the SHA-256 of the files' bytes run together, which took a
+`cat` and a `sha256sum` per unit) are still read: the script hashes a unit's files that way only
+while its record has that form, and the roles replace such a record that still matches, without
+a restart."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,6 +51,11 @@ UNIT_COMPONENTS: Mapping[str, tuple[str, ...]] = {
     "kube-proxy": ("kubernetes", "kube-proxy", "node"),
 }
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+RECORD_PREFIX = "files-sha256:"  # a record of this form; an older one is a bare SHA-256
+_RECORD = re.compile(re.escape(RECORD_PREFIX) + r"[0-9a-f]{64}")
+# `sha256sum`'s line for a file (a path with a backslash or a newline would be escaped: paths
+# are validated, none has one).
+_DIGEST = re.compile(r"^(?P<sha>[0-9a-f]{64})  (?P<path>.+)$")
 CLOCK = "config-clock"
 CTIME = "config-ctime"
 FILE = "config-file"
@@ -57,13 +69,25 @@ CTIME_SLACK = 0.5
 @dataclass(frozen=True)
 class ConfigState:
     applied: str  # the record written when the service was last (re)started, or NO_RECORD
-    on_disk: str  # SHA-256 of the unit's config files as they are now
+    on_disk: str  # the record the unit's config files make as they are now (`files_record`)
     active: str  # `systemctl is-active`: active, inactive, failed, ...
     changed_after_start: bool = False  # a file's ctime is later than the service's start
+    # With a record of the older form: the files' bytes hashed that way ("" otherwise).
+    older_on_disk: str = ""
 
     @property
     def stale(self) -> bool:
-        return self.applied != self.on_disk or self.changed_after_start
+        matches = self.applied == self.on_disk or (
+            bool(self.older_on_disk) and self.applied == self.older_on_disk
+        )
+        return not matches or self.changed_after_start
+
+
+def files_record(paths: Sequence[str], digests: Mapping[str, str]) -> str:
+    """The record of a unit reading `paths`, whose SHA-256s are `digests` (a missing or
+    unreadable file has none: it differs from any file, and its path still counts)."""
+    listed = "".join(f"{digests.get(path, '-')}  {path}\n" for path in paths)
+    return RECORD_PREFIX + hashlib.sha256(listed.encode()).hexdigest()
 
 
 def unit_paths(files: Iterable[tuple[str, str]], units: Iterable[str]) -> dict[str, list[str]]:
@@ -90,14 +114,15 @@ def host_unit_paths(cluster: Cluster, host: Host) -> dict[str, list[str]]:
 
 def state_script(paths_by_unit: Mapping[str, Sequence[str]], *, active: bool = True) -> str:
     """POSIX sh printing the host's clock (`config-clock EPOCH UPTIME`), each existing file's
-    ctime (`config-ctime DATE TIME ZONE PATH`), then per unit `config-state UNIT APPLIED
-    ON-DISK ACTIVE` and a `config-file UNIT PATH` line for each of its files (a missing file
-    counts as empty, so a deleted config also differs from the record). With `active`, one
+    ctime (`config-ctime DATE TIME ZONE PATH`) and SHA-256 (`sha256sum`'s lines), then per unit
+    `config-state UNIT APPLIED OLDER ACTIVE` and a `config-file UNIT PATH` line for each of its
+    files. OLDER is `-` unless the unit's record has the older form: then the SHA-256 of its
+    files run together (a missing file counts as empty). With `active`, one
     systemctl first prints each unit's `ActiveState` and start (between `config-units` lines);
     without it ACTIVE is `unknown`: the probes read unit states and starts with a probe of their
     own, and on a lab host each systemctl costs more than the rest of the script. It runs in
-    every verify and on every role run, so it forks little: `date`, one `stat` for all files,
-    then a cat and a sha256sum per unit; the rest is shell built-ins."""
+    every verify and on every role run, so it forks little: `date`, one `stat` and one
+    `sha256sum` for all files; the rest is shell built-ins."""
     units = list(paths_by_unit)
     if not units:
         return ":"
@@ -108,6 +133,7 @@ def state_script(paths_by_unit: Mapping[str, Sequence[str]], *, active: bool = T
         f'read -r u _ < /proc/uptime; printf \'{CLOCK} %s %s\\n\' "$(date +%s.%N)" "$u"',
         # To the nanosecond on any coreutils: "2026-12-02 07:52:28.626941317 +0000".
         f"stat -L -c '{CTIME} %z %n' -- {every} 2>/dev/null",
+        f"sha256sum -- {every} 2>/dev/null",
     ]
     if active:
         listed = " ".join(shlex.quote(f"{u}.service") for u in units)
@@ -121,7 +147,8 @@ def state_script(paths_by_unit: Mapping[str, Sequence[str]], *, active: bool = T
         each_file = shlex.quote(f"{FILE} {unit} %s\\n")
         lines.append(
             f"a=; if [ -r {record} ]; then read -r a < {record}; fi;"
-            f" h=$(cat -- {listed} 2>/dev/null | sha256sum);"
+            f' case "$a" in {RECORD_PREFIX}*|"") h=-;;'
+            f" *) h=$(cat -- {listed} 2>/dev/null | sha256sum);; esac;"
             f" printf '{MARK} %s %s %s unknown\\n' {shlex.quote(unit)} \"${{a:-{NO_RECORD}}}\""
             f' "${{h%% *}}"; printf {each_file} {listed}'
         )
@@ -133,6 +160,7 @@ def parse_states(text: str, started: Mapping[str, int] | None = None) -> dict[st
     (the script reads its own with `active`)."""
     clock: tuple[float, float] | None = None
     ctimes: dict[str, float] = {}
+    digests: dict[str, str] = {}
     files: dict[str, list[str]] = {}
     rows: list[list[str]] = []
     # A role's `raw` reads through a pty: its lines end in \r\n.
@@ -152,6 +180,8 @@ def parse_states(text: str, started: Mapping[str, int] | None = None) -> dict[st
             files.setdefault(words[1], []).append(line.split(maxsplit=2)[2])
         elif len(words) == 5 and words[0] == MARK:
             rows.append(words)
+        elif digest := _DIGEST.match(line):
+            digests[digest["path"]] = digest["sha"]
     # With `active`: systemctl's blocks between the two `config-units` lines, in row order.
     marks = [i for i, line in enumerate(lines) if line == UNITS_MARK][:2]
     block = "\n".join(lines[marks[0] + 1 : marks[1]]) if len(marks) == 2 else ""
@@ -159,11 +189,16 @@ def parse_states(text: str, started: Mapping[str, int] | None = None) -> dict[st
     starts = {**(started or {}), **{u: s.started for u, s in shown.items()}}
     states = {}
     for words in rows:
-        unit, applied, on_disk, active = words[1:5]
+        unit, applied, older, active = words[1:5]
         active = shown[unit].active if unit in shown else active
-        changed = [ctimes[path] for path in files.get(unit, ()) if path in ctimes]
+        paths = files.get(unit, [])
+        changed = [ctimes[path] for path in paths if path in ctimes]
         states[unit] = ConfigState(
-            applied, on_disk, active, _changed_after(changed, starts.get(unit, 0), clock)
+            applied,
+            files_record(paths, digests),
+            active,
+            _changed_after(changed, starts.get(unit, 0), clock),
+            older if _SHA256.fullmatch(older) else "",
         )
     return states
 
@@ -189,9 +224,10 @@ def _changed_after(
 
 
 def record_script(unit: str, on_disk: str) -> str:
-    """POSIX sh recording that `unit` now runs with the files whose SHA-256 is `on_disk`;
-    prints `recorded` only when the record changed, so a converged rerun changes nothing."""
-    if unit not in UNIT_COMPONENTS or not _SHA256.fullmatch(on_disk):
+    """POSIX sh recording that `unit` now runs with the files whose record is `on_disk`
+    (`files_record`); prints `recorded` only when the record changed, so a converged rerun
+    changes nothing."""
+    if unit not in UNIT_COMPONENTS or not _RECORD.fullmatch(on_disk):
         raise ValueError(f"refusing to record {unit!r} with {on_disk!r}")
     record = f"{APPLIED_DIR}/{unit}"
     return (
