@@ -111,6 +111,33 @@ def test_a_service_older_than_its_config_is_reported_and_restarted_alone(
     assert changed and set(changed) == {"0"}
 
 
+def test_records_of_the_older_form_are_read_and_replaced_without_a_restart(
+    converged_lab: lab_api.LabState, cluster: Cluster
+) -> None:
+    """A cluster converged by an earlier version holds, per unit, the SHA-256 of its files'
+    bytes run together: verify passes on it, and the next run replaces each record without
+    restarting anything."""
+    lab = converged_lab
+    before = {h: etcd_pid(lab, h) for h in cluster.etcd}
+    for name in cluster.etcd:
+        paths = " ".join(service_state.host_unit_paths(cluster, cluster.host(name))["etcd"])
+        on(
+            lab,
+            name,
+            f"cat -- {paths} | sha256sum | cut -d' ' -f1 > {service_state.APPLIED_DIR}/etcd",
+        )
+    assert verify.verify(cluster).ok
+    run = site(lab)
+    changed = dict(re.findall(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", run.stdout, re.MULTILINE))
+    # The record is the one change, on each etcd member.
+    assert changed == {h.name: "1" if h.is_etcd else "0" for h in cluster.hosts}, run.stdout
+    assert {h: etcd_pid(lab, h) for h in cluster.etcd} == before
+    for name in cluster.etcd:
+        record = on(lab, name, f"cat {service_state.APPLIED_DIR}/etcd")
+        assert record.startswith(service_state.RECORD_PREFIX)
+    assert verify.verify(cluster).ok
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_cli_killed_between_a_config_change_and_its_restart_heals_with_one_up(
     converged_lab: lab_api.LabState, cluster: Cluster, tmp_path: Path, signum: int
