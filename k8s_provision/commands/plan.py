@@ -20,6 +20,7 @@ from k8s_provision.commands.options import (
 )
 from k8s_provision.phases import operations
 from k8s_provision.progress import operator_console
+from k8s_provision.report import counted
 
 
 @click.command("plan")
@@ -67,4 +68,7 @@ def command(
         else:
             console.print(f"    {change.diff}")
     hosts = len({c.host for c in changes})
-    console.print(f"plan: {len(changes)} changes on {hosts} hosts; run `k8s-provision up` to apply")
+    console.print(
+        f"plan: {counted(len(changes), 'change')} on {counted(hosts, 'host')};"
+        " run `k8s-provision up` to apply"
+    )

@@ -102,7 +102,7 @@ class Preflight:
             warnings = provision.check_hosts(ctx.cluster, hosts)
         for check in warnings:
             ctx.out.note(f"warning: {check.host}: {check.check}: {check.detail}", "yellow")
-        ctx.out.note(f"preflight: {len(hosts)} hosts ready")
+        ctx.out.note(f"preflight: {counted(len(hosts), 'host')} ready")
 
     dry_run = run
 

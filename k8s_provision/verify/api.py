@@ -134,6 +134,26 @@ def componentstatus_check(host: str, data: Mapping[str, Any], etcd_members: int)
     return Check(host, name, "pass", f"Healthy: {', '.join(healthy)}")
 
 
+def _conditions(item: Mapping[str, Any]) -> dict[Any, Mapping[str, Any]]:
+    return {c.get("type"): c for c in (item.get("status") or {}).get("conditions") or []}
+
+
+def node_not_ready(node: str, item: Mapping[str, Any] | None) -> str:
+    """Why `node` is not Ready, from its Node object (None when it is not registered); an
+    empty string when it is Ready. The roles' wait for each node says the same."""
+    if item is None:
+        return (
+            f"{node} is not registered (its kubelet never reached the API; see"
+            " journalctl -u kubelet on it)"
+        )
+    ready = _conditions(item).get("Ready", {})
+    if ready.get("status") == "True":
+        return ""
+    reason = ": ".join(str(ready[k]) for k in ("reason", "message") if ready.get(k))
+    state = f"Ready={ready.get('status', 'missing')}"
+    return f"{node} NotReady ({state}{', ' + reason if reason else ''})"
+
+
 def nodes_check(host: str, data: Mapping[str, Any], expected: Iterable[str]) -> Check:
     """Every inventory node (by kube_node_name) registered and Ready, with no pressure."""
     name = "kubectl:nodes"
@@ -144,19 +164,11 @@ def nodes_check(host: str, data: Mapping[str, Any], expected: Iterable[str]) -> 
     problems: list[str] = []
     for node in expected:
         item = by_name.get(node)
-        if item is None:
-            problems.append(
-                f"{node} is not registered (its kubelet never reached the API; see"
-                " journalctl -u kubelet on it)"
-            )
+        not_ready = node_not_ready(node, item)
+        if item is None or not_ready:
+            problems.append(not_ready)
             continue
-        conditions = {c.get("type"): c for c in (item.get("status") or {}).get("conditions") or []}
-        ready = conditions.get("Ready", {})
-        if ready.get("status") != "True":
-            reason = ": ".join(str(ready[k]) for k in ("reason", "message") if ready.get(k))
-            state = f"Ready={ready.get('status', 'missing')}"
-            problems.append(f"{node} NotReady ({state}{', ' + reason if reason else ''})")
-            continue
+        conditions = _conditions(item)
         for kind in NODE_PRESSURE_CONDITIONS:
             condition = conditions.get(kind, {})
             if condition.get("status") == "True":

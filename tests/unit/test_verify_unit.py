@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from ansible_collections.k8s_provision.cluster.plugins.filter import (
+    node_not_ready as node_not_ready_filter,
+)
 from k8s_provision import facts as cluster_facts
 from k8s_provision import inventory, service_state, verify
 from k8s_provision.cli import cli
@@ -289,6 +292,47 @@ def test_nodes_check_reports_pressure() -> None:
     check = api.nodes_check("master", data, ["node1", "node2"])
     assert check.status == "fail"
     assert "node2 OutOfDisk (out of disk space)" in check.detail
+
+
+def uri_result(path: str, scenario: dict[str, Any]) -> dict[str, Any]:
+    """What ansible.builtin.uri registers for a GET of `path` from the API test double."""
+    code, body = fake_apiserver.respond(path, scenario, "192.168.10.1:6443")
+    return {"status": code, "json": body, "msg": f"OK ({len(json.dumps(body))} bytes)"}
+
+
+NOT_READY_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("Ready", uri_result("/api/v1/nodes/node1", ALL_READY), ""),
+    (
+        "NotReady",
+        uri_result("/api/v1/nodes/node1", {"nodes": [{"name": "node1", "ready": "False"}]}),
+        "node1 NotReady (Ready=False, KubeletNotReady: container runtime is down)",
+    ),
+    (
+        "not registered",
+        uri_result("/api/v1/nodes/node1", {"nodes": []}),
+        "node1 is not registered (its kubelet never reached the API;",
+    ),
+    (
+        "API down",
+        {
+            "status": -1,
+            "msg": "Status code was -1 and not [200]: Request failed: <urlopen error [Errno 111]"
+            " Connection refused>",
+        },
+        "node1: the API server gave no answer (Status code was -1 and not [200]: Request failed:",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("result", "expect"),
+    [case[1:] for case in NOT_READY_CASES],
+    ids=[case[0] for case in NOT_READY_CASES],
+)
+def test_node_not_ready_filter(result: dict[str, Any], expect: str) -> None:
+    """The roles' wait for a node fails with the reason verify would give."""
+    reason = node_not_ready_filter.node_not_ready(result, "node1")
+    assert reason.startswith(expect) if expect else reason == ""
 
 
 def test_componentstatus_check() -> None:
