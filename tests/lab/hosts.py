@@ -42,15 +42,16 @@ def power_on(host: str, *, config: LabConfig | None = None) -> LabState:
         return state
 
 
-def run_site(state: LabState) -> subprocess.CompletedProcess[str]:
-    """`ansible-playbook k8s_provision.cluster.site` on the lab, as a user would run it;
-    asserts that it succeeded."""
-    result = subprocess.run(
+def site_playbook(state: LabState, *args: str) -> subprocess.CompletedProcess[str]:
+    """`ansible-playbook k8s_provision.cluster.site` on the lab, as a user would run it, with
+    `args` (a limit, extra vars) added."""
+    return subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
             "-i",
             str(state.inventory),
             "k8s_provision.cluster.site",
+            *args,
         ],
         capture_output=True,
         text=True,
@@ -58,5 +59,10 @@ def run_site(state: LabState) -> subprocess.CompletedProcess[str]:
         timeout=900,
         check=False,
     )
+
+
+def run_site(state: LabState) -> subprocess.CompletedProcess[str]:
+    """`site_playbook` without arguments; asserts that it succeeded."""
+    result = site_playbook(state)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     return result

@@ -20,6 +20,7 @@ from k8s_provision import verify
 from k8s_provision.lab.kubehost import pod_subnet
 from k8s_provision.lab.kubernetes import PAUSE_IMAGE
 from k8s_provision.model import Cluster
+from tests.lab.hosts import site_playbook
 from tests.lab.test_diagnose import apply_fix, cli_diagnose, finding
 
 pytestmark = [pytest.mark.lab, pytest.mark.kubernetes]
@@ -183,6 +184,33 @@ def test_kubelet_stopped_makes_the_node_not_ready(
     found = _diagnosed(healthy, tmp_path, "node1", "unit-stopped")
     assert found["component"] == "kubelet"
     apply_fix(healthy, found["fix"])
+
+
+def test_site_stops_at_a_node_not_ready_with_the_kubelets_reason(
+    healthy: lab_api.LabState, cluster: Cluster
+) -> None:
+    """Without its network config (the lab's stand-in for flannel's) a node stays NotReady:
+    site.yml's wait for it fails with the reason its kubelet reports, as verify words it."""
+    conflist = "/etc/cni/net.d/10-k8s-provision-lab.conflist"
+    on(healthy, "node1", f"cp -p {conflist} /root/lab.conflist && rm {conflist}")
+    try:
+        wait_for(
+            "node1 NotReady",
+            lambda: k8s_checks(cluster)[("master", "kubectl:nodes")] == "fail",
+        )
+        # Three attempts instead of sixty: the wait's length is not what is tested.
+        result = site_playbook(
+            healthy, "--limit", "node1", "-e", json.dumps({"kube_node_ready_attempts": 3})
+        )
+        assert result.returncode == 2, result.stdout[-3000:]
+        failed = [line for line in result.stdout.splitlines() if "node1 NotReady" in line]
+        assert failed, result.stdout[-3000:]
+        assert "Ready=False, KubeletNotReady: runtime network not ready" in failed[0]
+        assert "after 6 s of waiting; `k8s-provision diagnose` names the cause" in failed[0]
+    finally:
+        # Copied, not moved, back: containerd 1.6 reloads its CNI config on a write in the
+        # directory, but not when a file is renamed into it.
+        on(healthy, "node1", f"cp -p /root/lab.conflist {conflist}")
 
 
 def test_scheduler_stopped_leaves_a_pod_pending(healthy: lab_api.LabState, tmp_path: Path) -> None:
