@@ -22,6 +22,8 @@ from k8s_provision.lab.system import run, write_file
 # The network the lab inventory keeps (variables.yml's flannel_network default).
 POD_NETWORK = IPv4Network("172.17.0.0/16")
 IMAGES_DIR = "/usr/share/k8s-provision/images"
+# The CNI network config the lab writes where flannel would give the node its pod network.
+CNI_CONFIG = "/etc/cni/net.d/10-k8s-provision-lab.conflist"
 _UNITS = Path(__file__).with_name("units")
 _LAB_UNITS = ("k8s-provision-lab-node", "k8s-provision-lab-images", "k8s-provision-lab-routes")
 
@@ -91,7 +93,7 @@ def install_kubernetes(
     ):
         (root / directory).mkdir(parents=True, exist_ok=True)
     write_file(root / "etc/containerd/config.toml", containerd_config())
-    write_file(root / "etc/cni/net.d/10-k8s-provision-lab.conflist", cni_config(address))
+    write_file(root / CNI_CONFIG.lstrip("/"), cni_config(address))
     write_pod_routes(root, address, hosts)
     passwd = (root / "etc/passwd").read_text()
     if not any(line.startswith("kube:") for line in passwd.splitlines()):

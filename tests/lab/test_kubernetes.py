@@ -17,7 +17,7 @@ import pytest
 
 from k8s_provision import lab as lab_api
 from k8s_provision import verify
-from k8s_provision.lab.kubehost import pod_subnet
+from k8s_provision.lab.kubehost import CNI_CONFIG, pod_subnet
 from k8s_provision.lab.kubernetes import PAUSE_IMAGE
 from k8s_provision.model import Cluster
 from tests.lab.hosts import site_playbook
@@ -191,8 +191,7 @@ def test_site_stops_at_a_node_not_ready_with_the_kubelets_reason(
 ) -> None:
     """Without its network config (the lab's stand-in for flannel's) a node stays NotReady:
     site.yml's wait for it fails with the reason its kubelet reports, as verify words it."""
-    conflist = "/etc/cni/net.d/10-k8s-provision-lab.conflist"
-    on(healthy, "node1", f"cp -p {conflist} /root/lab.conflist && rm {conflist}")
+    on(healthy, "node1", f"cp -p {CNI_CONFIG} /root/lab.conflist && rm {CNI_CONFIG}")
     try:
         wait_for(
             "node1 NotReady",
@@ -210,7 +209,7 @@ def test_site_stops_at_a_node_not_ready_with_the_kubelets_reason(
     finally:
         # Copied, not moved, back: containerd 1.6 reloads its CNI config on a write in the
         # directory, but not when a file is renamed into it.
-        on(healthy, "node1", f"cp -p /root/lab.conflist {conflist}")
+        on(healthy, "node1", f"cp -p /root/lab.conflist {CNI_CONFIG}")
 
 
 def test_scheduler_stopped_leaves_a_pod_pending(healthy: lab_api.LabState, tmp_path: Path) -> None:
